@@ -1,0 +1,595 @@
+#include "auditor.h"
+
+#include <errno.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+#include <weft/common/util.h>
+#include <weft/events/event.h>
+#include <weft/events/line_reader.h>
+#include <weft/events/writer.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tap.h"
+
+extern char** environ;
+
+namespace weft::auditor {
+namespace {
+
+using events::EventWriter;
+using events::JsonWriter;
+using events::Key;
+using events::String;
+using events::WriteText;
+
+// Flush the batch early when a flooding test fills it this far.
+constexpr size_t kFlushAt = 256 * 1024;
+// After the test exits, how long its pipes may stay open (held by a
+// process that escaped its process group) before we stop reading them.
+constexpr uint64_t kDrainMs = 2000;
+
+const char* DirectiveName(tap::Directive d) {
+  switch (d) {
+    case tap::Directive::kSkip:
+      return "skip";
+    case tap::Directive::kTodo:
+      return "todo";
+    default:
+      return nullptr;
+  }
+}
+
+uint64_t Ms(double seconds) {
+  return static_cast<uint64_t>(std::llround(seconds * 1000.0));
+}
+
+class Auditor;
+
+// One of the test's output pipes and the lines framed from it.
+struct Stream {
+  uv_pipe_t pipe;
+  events::LineReader reader;
+  const char* name = "";
+  bool open = false;
+  Auditor* self = nullptr;
+};
+
+class Auditor : public tap::Sink {
+ public:
+  explicit Auditor(const Options& o)
+      : o_(o),
+        writer_(o.run.empty() ? NewRunId() : o.run, o.job),
+        parser_(this) {}
+  Auditor(const Auditor&) = delete;
+  Auditor& operator=(const Auditor&) = delete;
+
+  int Run();
+
+ private:
+  // tap::Sink: every TAP item becomes an event.
+  void OnPlan(const tap::Plan& plan, const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("plan");
+    Key(w, "count");
+    w.Int64(plan.count);
+    if (plan.skip_all) {
+      Key(w, "skip_all");
+      w.Bool(true);
+    }
+    if (!plan.reason.empty()) WriteText(w, "reason", plan.reason);
+    Where(w, c);
+    writer_.End();
+  }
+  void OnAssert(const tap::Assertion& a, const tap::Context& c) override {
+    int64_t now = events::NowMicros();
+    JsonWriter& w = writer_.Begin("assert", now);
+    Key(w, "number");
+    w.Uint64(a.number);
+    Key(w, "ok");
+    w.Bool(a.ok);
+    WriteText(w, "description", a.description);
+    if (const char* d = DirectiveName(a.directive)) {
+      Key(w, "directive");
+      String(w, d);
+      WriteText(w, "reason", a.reason);
+    }
+    Key(w, "elapsed_us");
+    w.Int64(now - last_assert_us_);
+    last_assert_us_ = now;
+    Where(w, c);
+    writer_.End();
+  }
+  void OnBail(std::string_view reason, const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("bail");
+    WriteText(w, "reason", reason);
+    Where(w, c);
+    writer_.End();
+  }
+  void OnComment(std::string_view text, const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("comment");
+    WriteText(w, "text", text);
+    Where(w, c);
+    writer_.End();
+  }
+  void OnSubtestStart(std::string_view name, const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("subtest");
+    WriteText(w, "name", name);
+    Where(w, c);
+    writer_.End();
+  }
+  void OnOther(std::string_view line, const tap::Context&) override {
+    Output("stdout", line);
+  }
+  void OnParseError(std::string_view message, const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("parse_error");
+    WriteText(w, "message", message);
+    Key(w, "line");
+    w.Uint64(c.line_no);
+    Where(w, c);
+    writer_.End();
+  }
+
+  void Where(JsonWriter& w, const tap::Context& c) {
+    if (c.depth == 0 || !c.path) return;
+    Key(w, "depth");
+    w.Int(c.depth);
+    Key(w, "path");
+    w.StartArray();
+    for (const auto& p : *c.path) events::TextValue(w, p);
+    w.EndArray();
+  }
+
+  void Output(const char* stream, std::string_view line) {
+    JsonWriter& w = writer_.Begin("output");
+    Key(w, "stream");
+    String(w, stream);
+    WriteText(w, "text", line);
+    writer_.End();
+  }
+
+  void Flush() {
+    if (writer_.empty()) return;
+    if (output_failed_) {
+      writer_.Clear();
+      return;
+    }
+    if (!writer_.Flush(STDOUT_FILENO)) {
+      // Whoever reads us is gone: nobody will see this test's events, so
+      // stop it rather than let it run unobserved.
+      output_failed_ = true;
+      StopTest();
+    }
+  }
+
+  bool Spawn();
+  void StartJob();
+  void StopTest();
+  void Kill(int sig) {
+    if (pid_ > 0 && !reaped_group_) ::kill(-pid_, sig);
+  }
+  void Drain(Stream& s);
+  void CloseStream(Stream& s);
+  void MaybeFinish();
+  void Finish();
+
+  static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
+  static void OnExit(uv_process_t* p, int64_t status, int term_signal);
+  static void OnCheck(uv_check_t* c);
+  static void OnSignal(uv_signal_t* s, int signum);
+  static void OnTimeout(uv_timer_t* t);
+  static void OnGrace(uv_timer_t* t);
+  static void OnDrain(uv_timer_t* t);
+  static void OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
+  static void OnLifelineAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+
+  const Options& o_;
+  EventWriter writer_;
+  tap::Parser parser_;
+  uv_loop_t* loop_ = nullptr;
+
+  uv_process_t process_;
+  Stream out_, err_;
+  uv_check_t check_;
+  uv_signal_t sigterm_, sigint_, sighup_;
+  uv_timer_t timeout_timer_, grace_timer_, drain_timer_;
+  uv_pipe_t lifeline_;
+  bool lifeline_open_ = false;
+  char lifeline_buf_[64];
+
+  int pid_ = 0;
+  int64_t start_us_ = 0;
+  int64_t last_assert_us_ = 0;
+  bool started_ = false;
+  std::string spawn_error_;
+  bool exited_ = false;
+  int64_t exit_status_ = 0;
+  int term_signal_ = 0;
+  bool reaped_group_ = false;
+  bool term_sent_ = false;
+  bool timed_out_ = false;
+  bool interrupted_ = false;
+  bool orphaned_ = false;
+  bool output_failed_ = false;
+  bool leaked_ = false;
+  bool finished_ = false;
+  bool verdict_pass_ = false;
+};
+
+void Auditor::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* s = static_cast<Stream*>(h->data);
+  size_t avail;
+  buf->base = s->reader.Space(64 * 1024, &avail);
+  buf->len = avail;
+}
+
+void Auditor::OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
+  auto* s = static_cast<Stream*>(h->data);
+  Auditor* self = s->self;
+  if (n > 0) {
+    s->reader.Commit(static_cast<size_t>(n));
+    self->Drain(*s);
+  } else if (n < 0) {  // UV_EOF or an error: either way, this pipe is done
+    self->CloseStream(*s);
+    self->MaybeFinish();
+  }
+}
+
+void Auditor::Drain(Stream& s) {
+  std::string_view line;
+  bool is_stdout = &s == &out_;
+  while (s.reader.Next(&line)) {
+    if (is_stdout)
+      parser_.Line(line);
+    else
+      Output(s.name, line);
+    if (writer_.batch().size() >= kFlushAt) Flush();
+  }
+}
+
+void Auditor::CloseStream(Stream& s) {
+  if (!s.open) return;
+  s.open = false;
+  s.reader.Finish();
+  Drain(s);  // the last line, even without its '\n'
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&s.pipe));
+  uv_close(reinterpret_cast<uv_handle_t*>(&s.pipe), nullptr);
+}
+
+void Auditor::OnExit(uv_process_t* p, int64_t status, int term_signal) {
+  auto* self = static_cast<Auditor*>(p->data);
+  self->exited_ = true;
+  self->exit_status_ = status;
+  self->term_signal_ = term_signal;
+  // Whatever is left in the test's process group was leaked by it: note
+  // it and kill it, so nothing outlives the job.
+  if (::kill(-self->pid_, 0) == 0) {
+    self->leaked_ = true;
+    ::kill(-self->pid_, SIGKILL);
+  }
+  self->reaped_group_ = true;
+  uv_timer_stop(&self->timeout_timer_);
+  uv_timer_stop(&self->grace_timer_);
+  uv_timer_start(&self->drain_timer_, OnDrain, kDrainMs, 0);
+  self->MaybeFinish();
+}
+
+void Auditor::OnDrain(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  // A process outside the test's group still holds its pipes open.
+  self->CloseStream(self->out_);
+  self->CloseStream(self->err_);
+  self->MaybeFinish();
+}
+
+void Auditor::OnCheck(uv_check_t* c) { static_cast<Auditor*>(c->data)->Flush(); }
+
+void Auditor::StopTest() {
+  if (!started_ || exited_) return;
+  if (!term_sent_) {
+    term_sent_ = true;
+    Kill(SIGTERM);
+    uv_timer_start(&grace_timer_, OnGrace, Ms(o_.kill_grace_s), 0);
+  } else {
+    Kill(SIGKILL);  // asked twice: no more grace
+  }
+}
+
+void Auditor::OnGrace(uv_timer_t* t) {
+  static_cast<Auditor*>(t->data)->Kill(SIGKILL);
+}
+
+void Auditor::OnTimeout(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  self->timed_out_ = true;
+  self->StopTest();
+}
+
+void Auditor::OnSignal(uv_signal_t* s, int) {
+  auto* self = static_cast<Auditor*>(s->data);
+  self->interrupted_ = true;
+  self->StopTest();
+}
+
+void Auditor::OnLifelineAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Auditor*>(h->data);
+  buf->base = self->lifeline_buf_;
+  buf->len = sizeof self->lifeline_buf_;
+}
+
+void Auditor::OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
+  auto* self = static_cast<Auditor*>(h->data);
+  if (n >= 0) return;  // nobody writes here; only EOF matters
+  self->orphaned_ = true;
+  uv_read_stop(h);
+  uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+  self->lifeline_open_ = false;
+  self->StopTest();
+}
+
+bool Auditor::Spawn() {
+  std::vector<char*> args;
+  for (const auto& a : o_.argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  // The test's environment: ours, plus what a TAP test expects under a
+  // harness and what identifies the job.
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    if (kv.starts_with("HARNESS_ACTIVE=") || kv.starts_with("WEFT_RUN_ID=") ||
+        kv.starts_with("WEFT_JOB_ID="))
+      continue;
+    env_store.emplace_back(kv);
+  }
+  env_store.push_back("HARNESS_ACTIVE=1");
+  env_store.push_back("WEFT_RUN_ID=" + writer_.run());
+  env_store.push_back(fmt::format("WEFT_JOB_ID={}", o_.job));
+  std::vector<char*> env;
+  for (auto& e : env_store) env.push_back(e.data());
+  env.push_back(nullptr);
+
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;  // /dev/null: a test never reads our input
+  stdio[1].flags =
+      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&out_.pipe);
+  stdio[2].flags =
+      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&err_.pipe);
+
+  uv_process_options_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.exit_cb = OnExit;
+  opts.file = args[0];
+  opts.args = args.data();
+  opts.env = env.data();
+  opts.stdio_count = 3;
+  opts.stdio = stdio;
+  // setsid(): the test leads its own session and process group, so a
+  // signal to the group reaches everything it started, and the terminal's
+  // Ctrl-C reaches us (who stop it in order), not it.
+  opts.flags = UV_PROCESS_DETACHED;
+
+  process_.data = this;
+  start_us_ = last_assert_us_ = events::NowMicros();
+  int rc = uv_spawn(loop_, &process_, &opts);
+  if (rc != 0) {
+    spawn_error_ = fmt::format("cannot start {}: {}", o_.argv[0],
+                               uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&process_), nullptr);
+    return false;
+  }
+  pid_ = process_.pid;
+  started_ = true;
+  return true;
+}
+
+void Auditor::StartJob() {
+  JsonWriter& w = writer_.Begin("job.start", start_us_);
+  WriteText(w, "name", o_.name.empty() ? o_.argv[0] : o_.name);
+  Key(w, "argv");
+  w.StartArray();
+  for (const auto& a : o_.argv) events::TextValue(w, a);
+  w.EndArray();
+  if (started_) {
+    Key(w, "pid");
+    w.Int(pid_);
+  }
+  if (o_.timeout_s > 0) {
+    Key(w, "timeout_s");
+    w.Double(o_.timeout_s);
+  }
+  writer_.End();
+}
+
+void Auditor::MaybeFinish() {
+  if (finished_) return;
+  if (started_ && (!exited_ || out_.open || err_.open)) return;
+  Finish();
+}
+
+void Auditor::Finish() {
+  finished_ = true;
+  int64_t end_us = events::NowMicros();
+  parser_.End();
+
+  std::vector<std::string> reasons;
+  if (!spawn_error_.empty()) reasons.push_back(spawn_error_);
+  if (timed_out_)
+    reasons.push_back(fmt::format("timed out after {}s", o_.timeout_s));
+  if (interrupted_) reasons.push_back("interrupted");
+  if (orphaned_) reasons.push_back("stopped: the runner went away");
+  if (started_) {
+    if (term_signal_ != 0)
+      reasons.push_back(fmt::format("killed by {}", SignalName(term_signal_)));
+    else if (exit_status_ != 0)
+      reasons.push_back(fmt::format("exited with status {}", exit_status_));
+    for (auto& p : parser_.Problems()) reasons.push_back(std::move(p));
+  }
+  const tap::Tally& t = parser_.tally();
+  const char* verdict = !reasons.empty() ? "fail"
+                        : t.skip_all     ? "skip"
+                                         : "pass";
+  verdict_pass_ = reasons.empty();
+
+  JsonWriter& w = writer_.Begin("job.end", end_us);
+  WriteText(w, "name", o_.name.empty() ? o_.argv[0] : o_.name);
+  Key(w, "verdict");
+  String(w, verdict);
+  Key(w, "reasons");
+  w.StartArray();
+  for (const auto& r : reasons) String(w, r);
+  w.EndArray();
+  Key(w, "exit");
+  w.StartObject();
+  Key(w, "code");
+  if (started_ && term_signal_ == 0)
+    w.Int64(exit_status_);
+  else
+    w.Null();
+  Key(w, "signal");
+  if (started_ && term_signal_ != 0)
+    String(w, SignalName(term_signal_));
+  else
+    w.Null();
+  w.EndObject();
+  Key(w, "counts");
+  w.StartObject();
+  Key(w, "planned");
+  if (t.plan_seen)
+    w.Int64(t.planned);
+  else
+    w.Null();
+  Key(w, "run");
+  w.Uint64(t.run);
+  Key(w, "passed");
+  w.Uint64(t.passed);
+  Key(w, "failed");
+  w.Uint64(t.failed);
+  Key(w, "skipped");
+  w.Uint64(t.skipped);
+  Key(w, "todo");
+  w.Uint64(t.todo);
+  Key(w, "todo_passed");
+  w.Uint64(t.todo_passed);
+  Key(w, "parse_errors");
+  w.Uint64(t.parse_errors);
+  w.EndObject();
+  if (t.skip_all && !t.skip_reason.empty())
+    WriteText(w, "skip_reason", t.skip_reason);
+  if (t.bailed) WriteText(w, "bail_reason", t.bail_reason);
+  if (timed_out_) {
+    Key(w, "timed_out");
+    w.Bool(true);
+  }
+  if (interrupted_ || orphaned_) {
+    Key(w, "interrupted");
+    w.Bool(true);
+  }
+  if (leaked_) {
+    Key(w, "leaked");
+    w.Bool(true);
+  }
+  Key(w, "duration_us");
+  w.Int64(end_us - start_us_);
+  writer_.End();
+  Flush();
+
+  // Close every handle; the loop ends when the last close completes.
+  auto close = [](auto* h) {
+    auto* handle = reinterpret_cast<uv_handle_t*>(h);
+    if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+  };
+  if (started_) close(&process_);
+  close(&check_);
+  close(&sigterm_);
+  close(&sigint_);
+  close(&sighup_);
+  close(&timeout_timer_);
+  close(&grace_timer_);
+  close(&drain_timer_);
+  if (lifeline_open_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&lifeline_));
+    close(&lifeline_);
+  }
+}
+
+int Auditor::Run() {
+  loop_ = uv_default_loop();
+  uv_disable_stdio_inheritance();
+
+  writer_.Hello("weft-auditor");
+
+  for (Stream* s : {&out_, &err_}) {
+    uv_pipe_init(loop_, &s->pipe, 0);
+    s->pipe.data = s;
+    s->self = this;
+    s->open = true;
+  }
+  out_.name = "stdout";
+  err_.name = "stderr";
+
+  uv_check_init(loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, OnCheck);
+  uv_timer_init(loop_, &timeout_timer_);
+  uv_timer_init(loop_, &grace_timer_);
+  uv_timer_init(loop_, &drain_timer_);
+  timeout_timer_.data = grace_timer_.data = drain_timer_.data = this;
+  for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, std::pair{SIGINT, &sigint_},
+                        std::pair{SIGHUP, &sighup_}}) {
+    uv_signal_init(loop_, h);
+    h->data = this;
+    uv_signal_start(h, OnSignal, sig);
+  }
+  if (o_.lifeline_fd >= 0) {
+    uv_pipe_init(loop_, &lifeline_, 0);
+    lifeline_.data = this;
+    if (uv_pipe_open(&lifeline_, o_.lifeline_fd) == 0 &&
+        uv_read_start(reinterpret_cast<uv_stream_t*>(&lifeline_),
+                      OnLifelineAlloc, OnLifeline) == 0) {
+      lifeline_open_ = true;
+    } else {
+      uv_close(reinterpret_cast<uv_handle_t*>(&lifeline_), nullptr);
+    }
+  }
+
+  bool spawned = Spawn();
+  StartJob();
+  Flush();
+  if (spawned) {
+    for (Stream* s : {&out_, &err_})
+      uv_read_start(reinterpret_cast<uv_stream_t*>(&s->pipe), OnAlloc, OnRead);
+    if (o_.timeout_s > 0)
+      uv_timer_start(&timeout_timer_, OnTimeout, Ms(o_.timeout_s), 0);
+  } else {
+    for (Stream* s : {&out_, &err_}) {
+      s->open = false;
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe), nullptr);
+    }
+    MaybeFinish();
+  }
+
+  uv_run(loop_, UV_RUN_DEFAULT);
+  uv_loop_close(loop_);
+
+  if (output_failed_) return 3;
+  if (interrupted_) return 130;
+  return verdict_pass_ ? 0 : 1;
+}
+
+}  // namespace
+
+int Run(const Options& options) {
+  Auditor auditor(options);
+  return auditor.Run();
+}
+
+}  // namespace weft::auditor

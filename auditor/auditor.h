@@ -1,0 +1,25 @@
+// weft-auditor's logic: run one test, turn what it says into events.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace weft::auditor {
+
+struct Options {
+  std::string run;          // run id; a new one when empty
+  int64_t job = 1;          // job id within the run
+  std::string name;         // what people call the test (its path)
+  double timeout_s = 0;     // 0: none
+  double kill_grace_s = 2;  // TERM, then KILL after this long
+  int lifeline_fd = -1;     // EOF here means our runner is gone
+  std::vector<std::string> argv;  // the test's command line
+};
+
+// Runs the test and writes its events to stdout. Returns the auditor's exit
+// code: 0 the test passed (or was skipped), 1 it failed, 3 the auditor
+// itself failed (its output could not be written), 130 interrupted.
+int Run(const Options& options);
+
+}  // namespace weft::auditor

@@ -1,0 +1,37 @@
+// weft-auditor: runs one test and turns what it says into weft events.
+#include <weft/common/cli.h>
+#include <weft/common/util.h>
+
+#include "auditor.h"
+
+int main(int argc, char** argv) {
+  weft::InitStreamProcess();
+  weft::auditor::Options o;
+  CLI::App app{
+      "Runs one test command in its own process group and writes its events "
+      "(TAP parsed into plan/assert/comment/bail events, stderr and other "
+      "output, the exit status and the job's verdict) as JSONL on stdout.",
+      "weft-auditor"};
+  app.add_option("--run", o.run, "Run id to stamp on every event (default: a new one)");
+  app.add_option("--job", o.job, "Job id within the run")->capture_default_str();
+  app.add_option("--name", o.name, "The test's name (default: COMMAND)");
+  app.add_option("--timeout", o.timeout_s,
+                 "Stop the test after SECONDS (TERM, then KILL); 0 = never")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-grace", o.kill_grace_s,
+                 "Seconds between TERM and KILL when stopping the test")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--lifeline-fd", o.lifeline_fd,
+                 "An fd whose EOF means the runner is gone: stop the test and exit");
+  app.prefix_command();
+  app.footer("Exit codes: 0 the test passed, 1 it failed, 2 usage error, "
+             "3 the auditor failed, 130 interrupted.\nSee docs/weft-auditor.md.");
+  if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  o.argv = app.remaining();
+  if (!o.argv.empty() && o.argv.front() == "--") o.argv.erase(o.argv.begin());
+  if (o.argv.empty()) {
+    weft::Error("weft-auditor", "no test command given\nTry 'weft-auditor --help' for more information.");
+    return weft::kExitUsage;
+  }
+  return weft::auditor::Run(o);
+}

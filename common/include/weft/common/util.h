@@ -1,0 +1,27 @@
+// Small process-level helpers shared by the weft executables.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace weft {
+
+// "SIGSEGV" for 11; "signal 77" for numbers without a name.
+std::string SignalName(int sig);
+
+// A new run id: UTC time then random hex, sortable by start time:
+// "20261123T124531Z-3f9a1c".
+std::string NewRunId();
+
+// The directory holding the running executable (for finding siblings).
+std::string SelfDir();
+
+// Prints "prog: error: message" (or warning) to stderr.
+void Error(std::string_view prog, std::string_view message);
+void Warning(std::string_view prog, std::string_view message);
+
+// Makes stdout line-buffered-friendly and ignores SIGPIPE, so a closed
+// downstream pipe is an EPIPE error to handle, not a silent death.
+void InitStreamProcess();
+
+}  // namespace weft

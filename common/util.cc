@@ -1,0 +1,61 @@
+#include "weft/common/util.h"
+
+#include <fmt/format.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace weft {
+
+std::string SignalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  if (abbrev) return fmt::format("SIG{}", abbrev);
+  return fmt::format("signal {}", sig);
+}
+
+std::string NewRunId() {
+  time_t now = time(nullptr);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  char when[32];
+  strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+  unsigned char rnd[3] = {0, 0, 0};
+  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+    unsigned v = static_cast<unsigned>(getpid()) ^ static_cast<unsigned>(now);
+    rnd[0] = v & 255;
+    rnd[1] = (v >> 8) & 255;
+    rnd[2] = (v >> 16) & 255;
+  }
+  return fmt::format("{}-{:02x}{:02x}{:02x}", when, rnd[0], rnd[1], rnd[2]);
+}
+
+std::string SelfDir() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  std::string path(buf, static_cast<size_t>(n));
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+void Error(std::string_view prog, std::string_view message) {
+  std::string line = fmt::format("{}: error: {}\n", prog, message);
+  (void)!write(2, line.data(), line.size());
+}
+
+void Warning(std::string_view prog, std::string_view message) {
+  std::string line = fmt::format("{}: warning: {}\n", prog, message);
+  (void)!write(2, line.data(), line.size());
+}
+
+void InitStreamProcess() {
+  signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
+}
+
+}  // namespace weft

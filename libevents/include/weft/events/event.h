@@ -1,0 +1,94 @@
+// weft::events — the event model every weft process shares.
+//
+// An event is the raw bytes of one JSONL line. Its type is read without
+// parsing; its fields are decoded on demand (simdjson On-Demand, behind
+// Fields); dirty() gives a mutable RapidJSON copy. See docs/events.md.
+#pragma once
+
+#include <rapidjson/document.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weft::events {
+
+// The schema this code reads and writes. Readers refuse another major.
+inline constexpr int kSchemaMajor = 1;
+inline constexpr int kSchemaMinor = 0;
+inline constexpr std::string_view kSchemaVersion = "1.0";
+
+// Bytes that must be readable after the end of a line handed to Fields
+// (simdjson's SIMDJSON_PADDING; checked in event.cc).
+inline constexpr size_t kPadding = 64;
+
+// The type of an event line, read from its leading {"type":"…" without
+// parsing; empty when the line does not start that way (not a weft event).
+std::string_view TypeOf(std::string_view line);
+
+// Cheap structural check used by every reader: starts with {"type":"…",
+// ends with '}'. Full validation happens where fields are decoded.
+bool LooksLikeEvent(std::string_view line);
+
+// Microseconds since the epoch (CLOCK_REALTIME).
+int64_t NowMicros();
+
+class Event {
+ public:
+  // "line" excludes the '\n'. Its memory must outlive the Event; Fields
+  // needs kPadding readable bytes after it (LineReader guarantees this).
+  explicit Event(std::string_view line) : line_(line) {}
+
+  std::string_view line() const { return line_; }
+  std::string_view type() const { return TypeOf(line_); }
+
+  // A mutable copy; parse errors leave doc.HasParseError() true.
+  rapidjson::Document dirty() const;
+
+ private:
+  std::string_view line_;
+};
+
+// Serialises a RapidJSON value as one line (no '\n'), "type" first if the
+// value has one.
+std::string Serialize(const rapidjson::Value& value);
+
+// Lazy field access with simdjson On-Demand. One Fields per reader, reused
+// across events: Load() re-points it at a new line; string views it returns
+// are valid until the next Load().
+class Fields {
+ public:
+  Fields();
+  ~Fields();
+  Fields(const Fields&) = delete;
+  Fields& operator=(const Fields&) = delete;
+
+  // "event" must outlive the use of this Fields until the next Load().
+  bool Load(const Event& event, std::string* err = nullptr);
+
+  std::optional<std::string_view> Str(std::string_view key);
+  std::optional<int64_t> Int(std::string_view key);
+  std::optional<bool> Bool(std::string_view key);
+  // A field of an object field: Int("exit", "code").
+  std::optional<int64_t> Int(std::string_view object, std::string_view key);
+  std::optional<std::string_view> Str(std::string_view object,
+                                      std::string_view key);
+  // An array of strings; false if absent or not such an array.
+  bool StrArray(std::string_view key, std::vector<std::string>* out);
+  // The raw JSON text of a field's value (object, array, anything).
+  std::optional<std::string_view> Raw(std::string_view key);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Checks a hello event's schema: false with a message naming both versions
+// when the major version is not ours.
+bool CheckHello(Fields& hello, std::string* err);
+
+}  // namespace weft::events

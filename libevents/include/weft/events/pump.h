@@ -1,0 +1,37 @@
+// The read loop of a stream filter (overlord, logger, renderers): lines in
+// from an fd, a batch boundary after each read (the place to flush), and a
+// timer for work that must happen even when no line arrives.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "weft/events/line_reader.h"
+
+namespace weft::events {
+
+struct PumpHandlers {
+  std::function<void(std::string_view line)> line;
+  // After the lines of one read were handled (flush here). May be empty.
+  std::function<void()> batch_end;
+  // Milliseconds until tick() is due; < 0 for none. May be empty.
+  std::function<int()> timeout_ms;
+  std::function<void()> tick;
+};
+
+enum class PumpEnd { kEof, kReadError, kInterrupted };
+
+// Reads "fd" until EOF; the last line without '\n' is handed over too.
+// Returns kInterrupted when a second SIGINT/SIGTERM arrived (see
+// InstallStopCounter); *err says what failed on kReadError.
+PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
+             std::string* err);
+
+// Counts SIGINT/SIGTERM/SIGHUP instead of dying: a filter keeps reading
+// until its upstream ends (so logs close and summaries print) and gives up
+// only at the second signal.
+void InstallStopCounter();
+int StopCount();
+
+}  // namespace weft::events

@@ -1,0 +1,77 @@
+// Producing events: RapidJSON's Writer, "type" first, then the envelope.
+#pragma once
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace weft::events {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Accumulates whole event lines into one batch; Flush() hands the batch to
+// one write() (looping only on short writes), so lines never tear and never
+// interleave with another producer's.
+class EventWriter {
+ public:
+  // "run" may be empty (then omitted); job < 0 means a run-level producer.
+  EventWriter(std::string run, int64_t job);
+  EventWriter(const EventWriter&) = delete;
+  EventWriter& operator=(const EventWriter&) = delete;
+
+  void set_run(std::string run) { run_ = std::move(run); }
+  const std::string& run() const { return run_; }
+  int64_t job() const { return job_; }
+  uint64_t seq() const { return seq_; }
+
+  // Starts an event: {"type":…,"run":…,"job":…,"seq":…,"ts":… and returns
+  // the writer for the type's own fields. Finish with End().
+  // "job" overrides this writer's job id for one event (a runner writing
+  // on behalf of a job whose auditor died).
+  JsonWriter& Begin(std::string_view type, int64_t ts_us = -1,
+                    int64_t job = -2);
+  void End();
+
+  // Appends a line another producer wrote, unchanged, plus '\n'.
+  void AppendRaw(std::string_view line);
+
+  // The hello event that starts every stream.
+  void Hello(std::string_view producer);
+
+  std::string_view batch() const {
+    return {buf_.GetString(), buf_.GetSize()};
+  }
+  bool empty() const { return buf_.GetSize() == 0; }
+  void Clear() { buf_.Clear(); }
+  // Writes the batch to fd and clears it. false with errno on failure.
+  bool Flush(int fd);
+
+ private:
+  std::string run_;
+  int64_t job_;
+  uint64_t seq_ = 0;
+  rapidjson::StringBuffer buf_;
+  JsonWriter w_;
+};
+
+// Writes "key": bytes as a JSON string. Bytes that are not valid UTF-8 are
+// written as "key" with U+FFFD replacements plus "key_b64" holding the
+// exact bytes (base64), so nothing is lost.
+void WriteText(JsonWriter& w, std::string_view key, std::string_view bytes);
+// A string value (array element) from bytes that should be text: invalid
+// UTF-8 is replaced with U+FFFD (use WriteText where bytes must survive).
+void TextValue(JsonWriter& w, std::string_view bytes);
+void Key(JsonWriter& w, std::string_view key);
+void String(JsonWriter& w, std::string_view s);
+
+// Base64 (RFC 4648, padded), for WriteText and its readers.
+std::string Base64Encode(std::string_view bytes);
+bool Base64Decode(std::string_view text, std::string* out);
+
+// Writes all of "data" to fd, retrying short writes and EINTR.
+bool WriteAll(int fd, std::string_view data);
+
+}  // namespace weft::events

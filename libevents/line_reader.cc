@@ -1,0 +1,83 @@
+#include "weft/events/line_reader.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "weft/events/event.h"
+
+namespace weft::events {
+
+LineReader::LineReader(size_t initial_capacity)
+    : buf_(initial_capacity + kPadding) {}
+
+void LineReader::Compact(size_t need) {
+  // Keep the unread bytes; make room for "need" more plus the padding.
+  size_t live = end_ - begin_;
+  if (begin_ > 0 && live + need + kPadding <= buf_.size()) {
+    std::memmove(buf_.data(), buf_.data() + begin_, live);
+    scan_ -= begin_;
+    end_ = live;
+    begin_ = 0;
+    return;
+  }
+  if (end_ + need + kPadding <= buf_.size()) return;
+  size_t cap = buf_.size();
+  while (live + need + kPadding > cap) cap *= 2;
+  std::vector<char> bigger(cap);
+  std::memcpy(bigger.data(), buf_.data() + begin_, live);
+  buf_.swap(bigger);
+  scan_ -= begin_;
+  end_ = live;
+  begin_ = 0;
+}
+
+char* LineReader::Space(size_t min, size_t* available) {
+  if (begin_ == end_) begin_ = scan_ = end_ = 0;
+  if (end_ + min + kPadding > buf_.size()) Compact(min);
+  // Offer what is free, but at least "min".
+  *available = buf_.size() - kPadding - end_;
+  return buf_.data() + end_;
+}
+
+void LineReader::Commit(size_t n) { end_ += n; }
+
+void LineReader::Append(const char* data, size_t n) {
+  size_t avail;
+  char* p = Space(n, &avail);
+  std::memcpy(p, data, n);
+  Commit(n);
+}
+
+ssize_t LineReader::ReadFrom(int fd) {
+  size_t avail;
+  // Grow geometrically when a long line fills the buffer, so a 100 MB
+  // line costs O(size) copying, not O(size^2).
+  size_t want = buf_.size() / 2 > 65536 ? buf_.size() / 2 : 65536;
+  char* p = Space(want, &avail);
+  ssize_t n = ::read(fd, p, avail);
+  if (n > 0) Commit(static_cast<size_t>(n));
+  return n;
+}
+
+bool LineReader::Next(std::string_view* line) {
+  if (begin_ == end_) return false;
+  const char* base = buf_.data();
+  const void* nl = std::memchr(base + scan_, '\n', end_ - scan_);
+  if (nl) {
+    size_t pos = static_cast<const char*>(nl) - base;
+    *line = std::string_view(base + begin_, pos - begin_);
+    begin_ = scan_ = pos + 1;
+    ++line_no_;
+    return true;
+  }
+  scan_ = end_;
+  if (!finished_) return false;
+  torn_ = true;
+  *line = std::string_view(base + begin_, end_ - begin_);
+  begin_ = scan_ = end_;
+  ++line_no_;
+  return true;
+}
+
+}  // namespace weft::events

@@ -1,0 +1,62 @@
+#include "weft/events/pump.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace weft::events {
+namespace {
+volatile sig_atomic_t g_stops = 0;
+void OnStop(int) { g_stops = g_stops + 1; }
+}  // namespace
+
+void InstallStopCounter() {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = OnStop;  // no SA_RESTART: poll() returns EINTR
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+}
+
+int StopCount() { return g_stops; }
+
+PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
+             std::string* err) {
+  for (;;) {
+    if (g_stops >= 2) return PumpEnd::kInterrupted;
+    int timeout = h.timeout_ms ? h.timeout_ms() : -1;
+    if (timeout >= 0) {
+      if (timeout == 0) {
+        h.tick();
+        timeout = h.timeout_ms();
+      }
+      struct pollfd p = {fd, POLLIN, 0};
+      int rc = poll(&p, 1, timeout < 0 ? -1 : timeout);
+      if (rc < 0 && errno != EINTR) {
+        if (err) *err = strerror(errno);
+        return PumpEnd::kReadError;
+      }
+      if (rc <= 0) continue;  // timer due, or a signal: re-check both
+    }
+    ssize_t n = reader.ReadFrom(fd);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, -1);
+        continue;
+      }
+      if (err) *err = strerror(errno);
+      return PumpEnd::kReadError;
+    }
+    if (n == 0) reader.Finish();
+    std::string_view line;
+    while (reader.Next(&line)) h.line(line);
+    if (h.batch_end) h.batch_end();
+    if (n == 0) return PumpEnd::kEof;
+  }
+}
+
+}  // namespace weft::events

@@ -1,0 +1,203 @@
+#include "weft/events/writer.h"
+
+#include <errno.h>
+#include <simdjson.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "weft/events/event.h"
+
+namespace weft::events {
+
+EventWriter::EventWriter(std::string run, int64_t job)
+    : run_(std::move(run)), job_(job), w_(buf_) {}
+
+JsonWriter& EventWriter::Begin(std::string_view type, int64_t ts_us,
+                               int64_t job) {
+  w_.Reset(buf_);
+  w_.StartObject();
+  w_.Key("type", 4);
+  w_.String(type.data(), static_cast<rapidjson::SizeType>(type.size()));
+  if (!run_.empty()) {
+    w_.Key("run", 3);
+    w_.String(run_.data(), static_cast<rapidjson::SizeType>(run_.size()));
+  }
+  if (job == -2) job = job_;
+  if (job >= 0) {
+    w_.Key("job", 3);
+    w_.Int64(job);
+  }
+  w_.Key("seq", 3);
+  w_.Uint64(seq_++);
+  w_.Key("ts", 2);
+  w_.Int64(ts_us >= 0 ? ts_us : NowMicros());
+  return w_;
+}
+
+void EventWriter::End() {
+  w_.EndObject();
+  buf_.Put('\n');
+}
+
+void EventWriter::AppendRaw(std::string_view line) {
+  char* p = buf_.Push(line.size() + 1);
+  std::memcpy(p, line.data(), line.size());
+  p[line.size()] = '\n';
+}
+
+void EventWriter::Hello(std::string_view producer) {
+  JsonWriter& w = Begin("hello");
+  Key(w, "schema");
+  String(w, kSchemaVersion);
+  Key(w, "producer");
+  String(w, producer);
+  Key(w, "version");
+  String(w, WEFT_VERSION);
+  End();
+}
+
+bool EventWriter::Flush(int fd) {
+  bool ok = WriteAll(fd, batch());
+  Clear();
+  return ok;
+}
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        // A non-blocking fd that is full: wait until it drains.
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        select(fd + 1, nullptr, &set, nullptr, nullptr);
+        continue;
+      }
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+void Key(JsonWriter& w, std::string_view key) {
+  w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
+}
+
+void String(JsonWriter& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+namespace {
+
+// Replaces each maximal invalid UTF-8 subsequence with U+FFFD.
+std::string Lossy(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() + 16);
+  const auto* s = reinterpret_cast<const unsigned char*>(in.data());
+  size_t n = in.size(), i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
+                                            : (c >> 3) == 30          ? 4
+                                                                      : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (s[i + k] & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      uint32_t cp = len == 2   ? (c & 0x1F)
+                    : len == 3 ? (c & 0x0F)
+                               : (c & 0x07);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
+      // Reject overlong forms, surrogates and values past U+10FFFF.
+      ok = !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
+           !(len == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) &&
+           cp <= 0x10FFFF;
+    }
+    if (ok) {
+      out.append(in.data() + i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
+constexpr char kB64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+}  // namespace
+
+void WriteText(JsonWriter& w, std::string_view key, std::string_view bytes) {
+  Key(w, key);
+  if (simdjson::validate_utf8(bytes.data(), bytes.size())) {
+    String(w, bytes);
+    return;
+  }
+  String(w, Lossy(bytes));
+  std::string b64_key(key);
+  b64_key += "_b64";
+  Key(w, b64_key);
+  String(w, Base64Encode(bytes));
+}
+
+void TextValue(JsonWriter& w, std::string_view bytes) {
+  if (simdjson::validate_utf8(bytes.data(), bytes.size()))
+    String(w, bytes);
+  else
+    String(w, Lossy(bytes));
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t i = 0, n = bytes.size();
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (s[i] << 16) | (s[i + 1] << 8) | s[i + 2];
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += kB64[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = s[i] << 16;
+    if (i + 1 < n) v |= s[i + 1] << 8;
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += i + 1 < n ? kB64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool Base64Decode(std::string_view text, std::string* out) {
+  out->clear();
+  if (text.size() % 4 != 0) return false;
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int a = val(text[i]), b = val(text[i + 1]);
+    bool last = i + 4 == text.size();
+    int c = (last && text[i + 2] == '=') ? -2 : val(text[i + 2]);
+    int d = (last && text[i + 3] == '=') ? -2 : val(text[i + 3]);
+    if (a < 0 || b < 0 || c == -1 || d == -1 || (c == -2 && d != -2))
+      return false;
+    out->push_back(static_cast<char>((a << 2) | (b >> 4)));
+    if (c >= 0) out->push_back(static_cast<char>(((b & 15) << 4) | (c >> 2)));
+    if (d >= 0) out->push_back(static_cast<char>(((c & 3) << 6) | d));
+  }
+  return true;
+}
+
+}  // namespace weft::events

@@ -1,0 +1,86 @@
+#include "weft/events/writer.h"
+
+#include <doctest/doctest.h>
+#include <simdjson.h>
+
+#include <string>
+
+#include "weft/events/event.h"
+
+using namespace weft::events;
+
+TEST_CASE("the writer puts type first, then the envelope, one line each") {
+  EventWriter w("run-1", 4);
+  JsonWriter& j = w.Begin("assert", 42);
+  Key(j, "ok");
+  j.Bool(true);
+  w.End();
+  w.Begin("plan", 43).Key("count");
+  j.Int(3);
+  w.End();
+  std::string batch(w.batch());
+  CHECK(batch.substr(0, batch.find('\n')) ==
+        R"({"type":"assert","run":"run-1","job":4,"seq":0,"ts":42,"ok":true})");
+  CHECK(batch.substr(batch.find('\n') + 1) ==
+        R"({"type":"plan","run":"run-1","job":4,"seq":1,"ts":43,"count":3})"
+        "\n");
+  CHECK(w.seq() == 2);
+}
+
+TEST_CASE("writer output parses with simdjson, strings escaped") {
+  EventWriter w("r", -1);
+  JsonWriter& j = w.Begin("output");
+  WriteText(j, "text", std::string("quote\" back\\ nl\n tab\t nul\0 end", 31));
+  w.End();
+  std::string line(w.batch());
+  REQUIRE(line.back() == '\n');
+  line.pop_back();
+  CHECK(line.find("\"job\"") == std::string::npos);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  REQUIRE_FALSE(parser.parse(line).get(doc));
+  std::string_view text;
+  REQUIRE_FALSE(doc["text"].get(text));
+  CHECK(text == std::string_view("quote\" back\\ nl\n tab\t nul\0 end", 31));
+}
+
+TEST_CASE("invalid UTF-8 is replaced for display and kept exactly in base64") {
+  EventWriter w("r", 1);
+  std::string raw("ok \xff\xfe caf\xc3\xa9 \xc3", 13);
+  WriteText(w.Begin("output"), "text", raw);
+  w.End();
+  std::string line(w.batch());
+  line.pop_back();
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  REQUIRE_FALSE(parser.parse(line).get(doc));
+  std::string_view text, b64;
+  REQUIRE_FALSE(doc["text"].get(text));
+  CHECK(text == "ok \xEF\xBF\xBD\xEF\xBF\xBD caf\xc3\xa9 \xEF\xBF\xBD");
+  REQUIRE_FALSE(doc["text_b64"].get(b64));
+  std::string back;
+  REQUIRE(Base64Decode(b64, &back));
+  CHECK(back == raw);
+}
+
+TEST_CASE("base64 round-trips every length") {
+  std::string s;
+  for (int i = 0; i < 40; ++i) {
+    std::string back;
+    REQUIRE(Base64Decode(Base64Encode(s), &back));
+    CHECK(back == s);
+    s.push_back(static_cast<char>(i * 37));
+  }
+  std::string out;
+  CHECK_FALSE(Base64Decode("abc", &out));
+  CHECK_FALSE(Base64Decode("a=bc", &out));
+}
+
+TEST_CASE("hello names the schema version and the producer") {
+  EventWriter w("r9", -1);
+  w.Hello("weft-test");
+  std::string line(w.batch());
+  CHECK(line.rfind(R"({"type":"hello","run":"r9","seq":0,"ts":)", 0) == 0);
+  CHECK(line.find(R"("schema":"1.0","producer":"weft-test")") !=
+        std::string::npos);
+}

@@ -1,0 +1,165 @@
+#include "logger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <weft/common/util.h>
+#include <weft/events/event.h>
+#include <weft/events/writer.h>
+
+namespace weft::logger {
+namespace {
+
+bool SafeRunId(std::string_view run) {
+  if (run.empty() || run.size() > 200 || run[0] == '.') return false;
+  for (char c : run)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
+bool MakeDir(const std::string& path, std::string* err) {
+  if (mkdir(path.c_str(), 0777) == 0 || errno == EEXIST) return true;
+  *err = fmt::format("cannot create {}: {}", path, strerror(errno));
+  return false;
+}
+
+}  // namespace
+
+Logger::~Logger() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool Logger::Open(std::string_view run) {
+  std::string path;
+  if (!o_.output.empty()) {
+    path = o_.output;
+  } else {
+    if (!SafeRunId(run)) {
+      error_ = fmt::format("run id \"{}\" cannot name a log file", run);
+      return false;
+    }
+    if (!MakeDir(o_.dir, &error_) || !MakeDir(o_.dir + "/runs", &error_))
+      return false;
+    path = fmt::format("{}/runs/{}.jsonl", o_.dir, run);
+  }
+  fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd_ < 0) {
+    error_ = fmt::format("cannot open log {}: {}", path, strerror(errno));
+    return false;
+  }
+  path_ = path;
+  run_ = std::string(run);
+  if (o_.output.empty()) {
+    // .weft/latest -> runs/<id>.jsonl, replaced atomically.
+    std::string tmp = o_.dir + "/.latest.tmp";
+    unlink(tmp.c_str());
+    std::string target = fmt::format("runs/{}.jsonl", run);
+    if (symlink(target.c_str(), tmp.c_str()) != 0 ||
+        rename(tmp.c_str(), (o_.dir + "/latest").c_str()) != 0)
+      Warning("weft-logger", fmt::format("cannot update {}/latest: {}",
+                                         o_.dir, strerror(errno)));
+  }
+  return true;
+}
+
+bool Logger::Close() {
+  if (fd_ < 0) return true;
+  bool ok = fsync(fd_) == 0 || errno == EINVAL;  // EINVAL: a pipe or tty
+  if (!ok) error_ = fmt::format("cannot sync log {}: {}", path_, strerror(errno));
+  if (close(fd_) != 0 && ok) {
+    ok = false;
+    error_ = fmt::format("cannot close log {}: {}", path_, strerror(errno));
+  }
+  fd_ = -1;
+  return ok;
+}
+
+void Logger::Line(std::string_view line, bool torn) {
+  if (failed_) return;
+  if (torn && !events::LooksLikeEvent(line)) {
+    // The producer died mid-line: keep the log a valid JSONL prefix.
+    Warning("weft-logger",
+            fmt::format("dropped a torn last line of {} bytes (its producer "
+                        "ended mid-line)",
+                        line.size()));
+    return;
+  }
+  std::string_view type = events::TypeOf(line);
+  bool is_start = type == "hello" || type == "run.start";
+  if (is_start && o_.output.empty()) {
+    events::Fields fields;
+    if (fields.Load(events::Event(line))) {
+      if (auto run = fields.Str("run"); run && *run != run_) {
+        // A new run (a long-lived runner serves many): a new file.
+        if (!Flush() || !Close()) {
+          failed_ = true;
+          return;
+        }
+        if (!Open(*run)) {
+          failed_ = true;
+          return;
+        }
+      }
+    }
+  } else if (fd_ < 0 && !o_.output.empty() && path_.empty()) {
+    if (!Open("")) {
+      failed_ = true;
+      return;
+    }
+  }
+  batch_.append(line);
+  batch_.push_back('\n');
+  if (type == "run.end") sync_after_flush_ = true;
+}
+
+bool Logger::Flush() {
+  if (failed_) return false;
+  if (batch_.empty()) return true;
+  if (fd_ < 0 && !o_.output.empty() && !Open("")) {
+    failed_ = true;
+    return false;
+  }
+  if (fd_ >= 0) {
+    if (!events::WriteAll(fd_, batch_)) {
+      error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
+      failed_ = true;
+      return false;
+    }
+    if (sync_after_flush_ && fdatasync(fd_) != 0 && errno != EINVAL) {
+      error_ = fmt::format("cannot sync log {}: {}", path_, strerror(errno));
+      failed_ = true;
+      return false;
+    }
+    sync_after_flush_ = false;
+  } else {
+    return true;  // no run id yet: keep the lines until the file opens
+  }
+  if (o_.forward && !forward_failed_ &&
+      !events::WriteAll(STDOUT_FILENO, batch_)) {
+    // The log matters more than the view: keep logging.
+    forward_failed_ = true;
+    Warning("weft-logger", fmt::format("cannot write to stdout ({}); still "
+                                       "logging to {}",
+                                       strerror(errno), path_));
+  }
+  batch_.clear();
+  return true;
+}
+
+bool Logger::Finish() {
+  if (failed_) return false;
+  if (fd_ < 0 && !batch_.empty() && o_.output.empty()) {
+    // A stream that never named its run: log it under a new id anyway.
+    Warning("weft-logger", "the stream named no run id; logging it under a new one");
+    if (!Open(NewRunId())) return false;
+  }
+  if (!Flush()) return false;
+  return Close();
+}
+
+}  // namespace weft::logger

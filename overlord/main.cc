@@ -1,0 +1,66 @@
+// weft-overlord: passes the merged stream through and adds run-level truth
+// (counts, summary) and the run's exit code.
+#include <unistd.h>
+#include <weft/common/cli.h>
+#include <weft/common/util.h>
+#include <weft/events/pump.h>
+
+#include "overlord.h"
+
+namespace {
+constexpr const char* kProg = "weft-overlord";
+}
+
+int main(int argc, char** argv) {
+  weft::InitStreamProcess();
+  CLI::App app{
+      "Reads the merged event stream of weft-runner on stdin, passes every "
+      "line through unchanged, and adds `counts` events (at most ~10/s) and "
+      "a final `summary`. Exits with the run's code.",
+      kProg};
+  app.footer("Exit codes: 0 all passed, 1 a test failed, 2 unreadable stream "
+             "(unknown schema), 3 harness failure (a chain process died, a "
+             "write failed), 4 no test ran, 130 interrupted.\n"
+             "See docs/weft-overlord.md.");
+  if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+
+  weft::events::InstallStopCounter();
+  weft::events::EventWriter out("", -1);
+  weft::overlord::Overlord overlord(&out);
+  weft::events::LineReader reader;
+  bool write_failed = false;
+  auto flush = [&] {
+    if (write_failed || out.empty()) return out.Clear();
+    if (!out.Flush(STDOUT_FILENO)) {
+      write_failed = true;
+      weft::Error(kProg, fmt::format("cannot write to stdout: {}",
+                                     strerror(errno)));
+    }
+  };
+  weft::events::PumpHandlers h;
+  h.line = [&](std::string_view line) { overlord.Line(line); };
+  h.batch_end = [&] {
+    overlord.MaybeCounts(weft::events::NowMicros(), false);
+    flush();
+  };
+  h.timeout_ms = [&] { return overlord.PendingMs(weft::events::NowMicros()); };
+  h.tick = [&] {
+    overlord.MaybeCounts(weft::events::NowMicros(), false);
+    flush();
+  };
+  std::string err;
+  weft::events::PumpEnd end = Pump(STDIN_FILENO, reader, h, &err);
+  if (overlord.fatal()) {
+    weft::Error(kProg, overlord.fatal_message());
+    return weft::kExitUsage;
+  }
+  if (end == weft::events::PumpEnd::kReadError)
+    weft::Error(kProg, fmt::format("cannot read stdin: {}", err));
+  overlord.End();
+  flush();
+  if (end == weft::events::PumpEnd::kInterrupted)
+    return weft::kExitInterrupted;
+  if (write_failed || end != weft::events::PumpEnd::kEof)
+    return weft::kExitHarness;
+  return overlord.exit_code();
+}

@@ -1,0 +1,316 @@
+#include "term.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace weft::term {
+
+namespace {
+
+constexpr size_t kTailLines = 10;       // other output shown for a failure
+constexpr size_t kAttachLines = 40;     // diagnostics kept per failure
+constexpr size_t kFailuresShown = 10;   // failed assertions detailed per job
+constexpr int64_t kRedrawUs = 50 * 1000;  // at most 20 redraws a second
+constexpr size_t kSlowest = 5;
+
+// 256-colour cube entries, from the seed's colours (rgb digits 0-5).
+constexpr int Cube(int r, int g, int b) { return 16 + 36 * r + 6 * g + b; }
+constexpr int kGreen = Cube(0, 5, 0);
+constexpr int kRed = Cube(5, 0, 0);
+constexpr int kBlue = Cube(0, 2, 5);
+constexpr int kCyan = Cube(1, 5, 5);
+constexpr int kTodoColour = Cube(4, 3, 3);
+constexpr int kYellow = Cube(5, 4, 0);
+
+// Terminal safety: a test's bytes must not drive the terminal (escape
+// sequences, carriage returns). Control characters become visible.
+std::string Visible(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c == '\t' || c >= 0x20) {
+      if (c == 0x7f)
+        out += "^?";
+      else
+        out += static_cast<char>(c);
+    } else if (c == '\r') {
+      // dropped: CRLF endings are common and carry nothing to show
+    } else {
+      out += '^';
+      out += static_cast<char>(c + '@');
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string FormatDuration(int64_t us) {
+  if (us < 0) us = 0;
+  if (us < 1000000) return fmt::format("{}ms", (us + 500) / 1000);
+  if (us < 60 * 1000000LL) return fmt::format("{:.2f}s", us / 1e6);
+  int64_t s = us / 1000000;
+  return fmt::format("{}m{:02}s", s / 60, s % 60);
+}
+
+std::string Renderer::Paint(std::string_view text, int colour) const {
+  if (!o_.color) return std::string(text);
+  return fmt::format("\x1b[38;5;{}m{}\x1b[0m", colour, text);
+}
+
+Renderer::JobView& Renderer::View(int64_t job) { return jobs_[job]; }
+
+void Renderer::Print(std::string_view text) {
+  if (status_shown_) {
+    out_ += "\r\x1b[K";
+    status_shown_ = false;
+  }
+  out_ += text;
+}
+
+void Renderer::StatusLine(int64_t now_us, bool force) {
+  if (!o_.live || finished_) return;
+  if (!force && now_us - last_draw_us_ < kRedrawUs) return;
+  last_draw_us_ = now_us;
+  std::string line = fmt::format(
+      "[{}|{}|{}|{}|{}] {}", Paint(fmt::format("P:{}", P_), kGreen),
+      Paint(fmt::format("F:{}", F_), kRed), Paint(fmt::format("A:{}", A_), kBlue),
+      Paint(fmt::format("R:{}", R_), kCyan),
+      Paint(fmt::format("T:{}", T_), kTodoColour),
+      run_start_us_ ? FormatDuration(now_us - run_start_us_) : "");
+  out_ += "\r\x1b[K";
+  out_ += line;
+  status_shown_ = true;
+}
+
+void Renderer::Tick(int64_t now_us) { StatusLine(now_us, false); }
+
+void Renderer::Attach(JobView& v, std::string line) {
+  // Blank lines (Test::More starts its diagnostics with one) carry nothing.
+  if (line.find_first_not_of(" ") == std::string::npos) return;
+  if (v.attached < kAttachLines) {
+    v.detail.push_back(std::move(line));
+  } else if (v.attached == kAttachLines) {
+    v.detail.push_back("      …");
+  }
+  ++v.attached;
+}
+
+void Renderer::Line(std::string_view line) {
+  if (!fatal_.empty()) return;
+  std::string_view type = events::TypeOf(line);
+  if (type.empty()) return;
+  events::Event e(line);
+
+  if (type == "hello") {
+    std::string err;
+    if (!f_.Load(e, &err) || !events::CheckHello(f_, &err)) {
+      fatal_ = err.empty() ? "unreadable hello event" : err;
+      exit_code_ = 2;
+    }
+  } else if (type == "run.start") {
+    if (!f_.Load(e)) return;
+    run_start_us_ = f_.Int("ts").value_or(0);
+    T_ = f_.Int("jobs").value_or(0);
+    P_ = F_ = A_ = R_ = 0;
+    saw_summary_ = false;
+    StatusLine(events::NowMicros(), true);
+  } else if (type == "job.start") {
+    if (!f_.Load(e)) return;
+    JobView& v = View(f_.Int("job").value_or(-1));
+    v.name = std::string(f_.Str("name").value_or("?"));
+  } else if (type == "assert") {
+    if (!f_.Load(e)) return;
+    int64_t job = f_.Int("job").value_or(-1);
+    bool ok = f_.Bool("ok").value_or(false);
+    auto directive = f_.Str("directive").value_or("");
+    bool failed = !ok && directive != "todo";
+    if (!failed && !o_.verbose) {
+      if (auto it = jobs_.find(job); it != jobs_.end()) it->second.attach = false;
+      return;
+    }
+    JobView& v = View(job);
+    int64_t number = f_.Int("number").value_or(0);
+    std::string desc(f_.Str("description").value_or(""));
+    std::string reason(f_.Str("reason").value_or(""));
+    int64_t depth = f_.Int("depth").value_or(0);
+    std::string text = fmt::format("{}{} {}{}{}", std::string(4 * depth, ' '),
+                                   ok ? "ok" : "not ok", number,
+                                   desc.empty() ? "" : " - " + Visible(desc),
+                                   directive.empty()
+                                       ? ""
+                                       : fmt::format(" # {} {}", directive, Visible(reason)));
+    if (o_.verbose)
+      Print(fmt::format("{}: {}\n", v.name,
+                        failed ? Paint(text, kRed) : text));
+    if (failed) {
+      v.attach = true;
+      v.attached = 0;
+      if (v.failed_shown < kFailuresShown) {
+        ++v.failed_shown;
+        v.detail.push_back("  " + text);
+      } else {
+        ++v.failed_hidden;
+        v.attach = false;
+      }
+    } else {
+      v.attach = false;
+    }
+  } else if (type == "comment" || type == "output" || type == "parse_error" ||
+             type == "bail") {
+    if (!f_.Load(e)) return;
+    JobView& v = View(f_.Int("job").value_or(-1));
+    std::string text;
+    bool is_stderr = false;
+    if (type == "comment") {
+      text = "# " + Visible(f_.Str("text").value_or(""));
+    } else if (type == "output") {
+      is_stderr = f_.Str("stream").value_or("") == "stderr";
+      text = Visible(f_.Str("text").value_or(""));
+    } else if (type == "parse_error") {
+      text = fmt::format("TAP parse error at line {}: {}",
+                         f_.Int("line").value_or(0),
+                         Visible(f_.Str("message").value_or("")));
+      v.detail.push_back("  " + text);
+      if (o_.verbose) Print(fmt::format("{}: {}\n", v.name, text));
+      return;
+    } else {
+      auto reason = f_.Str("reason").value_or("");
+      text = reason.empty() ? "Bail out!" : "Bail out!  " + Visible(reason);
+      v.detail.push_back("  " + text);
+      Print(fmt::format("{} {}: {}\n", Paint("BAIL", kRed), v.name, text));
+      return;
+    }
+    if (o_.verbose)
+      Print(fmt::format("{}{}: {}\n", v.name, is_stderr ? " (stderr)" : "", text));
+    if (v.attach) {
+      Attach(v, "      " + text);
+    } else if (type == "output") {
+      v.tail.push_back(is_stderr ? "stderr: " + text : "stdout: " + text);
+      if (v.tail.size() > kTailLines) v.tail.pop_front();
+    }
+  } else if (type == "job.end") {
+    if (!f_.Load(e)) return;
+    int64_t job = f_.Int("job").value_or(-1);
+    JobView& v = View(job);
+    if (auto name = f_.Str("name")) v.name = std::string(*name);
+    std::string verdict(f_.Str("verdict").value_or("fail"));
+    int64_t duration = f_.Int("duration_us").value_or(0);
+    durations_.emplace_back(duration, v.name);
+    if (verdict == "fail") {
+      std::vector<std::string> reasons;
+      f_.StrArray("reasons", &reasons);
+      Print(fmt::format("{} {} ({})\n", Paint("FAIL", kRed), v.name,
+                        FormatDuration(duration)));
+      for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
+      PrintFailure(job, v);
+      failed_.emplace_back(v.name, std::move(reasons));
+    } else if (o_.verbose) {
+      Print(fmt::format("{} {} ({})\n",
+                        verdict == "skip" ? Paint("SKIP", kYellow)
+                                          : Paint("PASS", kGreen),
+                        v.name, FormatDuration(duration)));
+    }
+    jobs_.erase(job);
+  } else if (type == "counts") {
+    if (!f_.Load(e)) return;
+    P_ = f_.Int("P").value_or(P_);
+    F_ = f_.Int("F").value_or(F_);
+    A_ = f_.Int("A").value_or(A_);
+    R_ = f_.Int("R").value_or(R_);
+    T_ = f_.Int("T").value_or(T_);
+    StatusLine(events::NowMicros(), false);
+  } else if (type == "error") {
+    if (!f_.Load(e)) return;
+    Print(fmt::format("{} {}: {}\n", Paint("HARNESS ERROR", kRed),
+                      f_.Str("source").value_or("weft"),
+                      Visible(f_.Str("message").value_or(""))));
+  } else if (type == "summary") {
+    if (!f_.Load(e)) return;
+    saw_summary_ = true;
+    exit_code_ = static_cast<int>(f_.Int("exit").value_or(3));
+    std::string verdict(f_.Str("verdict").value_or("?"));
+    int64_t jp = f_.Int("jobs", "passed").value_or(0);
+    int64_t jf = f_.Int("jobs", "failed").value_or(0);
+    int64_t js = f_.Int("jobs", "skipped").value_or(0);
+    int64_t jc = f_.Int("jobs", "cancelled").value_or(0);
+    int64_t ju = f_.Int("jobs", "unfinished").value_or(0);
+    int64_t at = f_.Int("assertions", "total").value_or(0);
+    int64_t ap = f_.Int("assertions", "passed").value_or(0);
+    int64_t af = f_.Int("assertions", "failed").value_or(0);
+    int64_t as = f_.Int("assertions", "skipped").value_or(0);
+    int64_t ad = f_.Int("assertions", "todo").value_or(0);
+    int64_t wall = f_.Int("wall_us").value_or(0);
+
+    std::string s = "\n";
+    if (!failed_.empty()) {
+      s += "Failed tests:\n";
+      for (const auto& [name, reasons] : failed_) {
+        std::string why;
+        for (const auto& r : reasons) why += (why.empty() ? "" : "; ") + Visible(r);
+        s += fmt::format("  {}  {}\n", Paint(name, kRed), why);
+      }
+    }
+    std::string files = fmt::format("Files: {} passed, {} failed", jp, jf);
+    if (js) files += fmt::format(", {} skipped", js);
+    if (jc) files += fmt::format(", {} cancelled", jc);
+    if (ju) files += fmt::format(", {} unfinished", ju);
+    s += files + fmt::format(" ({} in all).\n", jp + jf + js + jc + ju);
+    s += fmt::format(
+        "Assertions: {} passed, {} failed, {} skipped, {} todo ({} in all).\n",
+        ap, af, as, ad, at);
+    std::sort(durations_.begin(), durations_.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (!durations_.empty()) {
+      std::string slow;
+      for (size_t i = 0; i < std::min(kSlowest, durations_.size()); ++i)
+        slow += fmt::format("{}{} {}", i ? ", " : "", durations_[i].second,
+                            FormatDuration(durations_[i].first));
+      s += "Slowest: " + slow + ".\n";
+    }
+    std::string result;
+    if (verdict == "pass")
+      result = Paint("PASS", kGreen);
+    else if (verdict == "no tests")
+      result = Paint("NO TESTS", kYellow) + " (nothing ran)";
+    else if (verdict == "interrupted")
+      result = Paint("INTERRUPTED", kYellow);
+    else if (verdict == "harness error")
+      result = Paint("HARNESS ERROR", kRed) + " (weft itself failed; see above)";
+    else
+      result = Paint("FAIL", kRed);
+    s += fmt::format("Wall time {}.  Result: {}\n", FormatDuration(wall), result);
+    Print(s);
+  }
+}
+
+void Renderer::PrintFailure(int64_t, JobView& v) {
+  std::string s;
+  for (const auto& d : v.detail) s += d + "\n";
+  if (v.failed_hidden)
+    s += fmt::format("  … and {} more failed assertions\n", v.failed_hidden);
+  if (!v.tail.empty()) {
+    s += fmt::format("  last {} lines of other output:\n", v.tail.size());
+    for (const auto& t : v.tail) s += "    " + t + "\n";
+  }
+  s += fmt::format("  rerun: weft test {}\n", v.name);
+  Print(s);
+}
+
+void Renderer::Finish() {
+  if (status_shown_) {
+    out_ += "\r\x1b[K";
+    status_shown_ = false;
+  }
+  finished_ = true;
+  if (!fatal_.empty()) return;
+  if (!saw_summary_) {
+    Print(Paint("The stream ended without a summary: a process of the chain "
+                "failed (is weft-overlord in it?).\n",
+                kRed));
+    exit_code_ = 3;
+  }
+}
+
+}  // namespace weft::term

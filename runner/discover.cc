@@ -1,0 +1,118 @@
+#include "discover.h"
+
+#include <errno.h>
+#include <fmt/format.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace weft::runner {
+
+namespace fs = std::filesystem;
+
+std::string InterpreterFor(const std::string& path) {
+  auto dot = path.rfind('.');
+  auto slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+    return {};
+  std::string_view ext = std::string_view(path).substr(dot + 1);
+  if (ext == "t" || ext == "pl") return "perl";
+  if (ext == "sh") return "sh";
+  if (ext == "py") return "python3";
+  if (ext == "js") return "node";
+  if (ext == "bats") return "bats";
+  return {};
+}
+
+namespace {
+
+JobSpec Spec(const std::string& path) {
+  JobSpec spec;
+  spec.name = path;
+  std::string interp = InterpreterFor(path);
+  if (!interp.empty()) spec.argv.push_back(interp);
+  // A bare relative name would be looked up in PATH by exec: anchor it.
+  if (interp.empty() && path.find('/') == std::string::npos)
+    spec.argv.push_back("./" + path);
+  else
+    spec.argv.push_back(path);
+  return spec;
+}
+
+std::string Join(const std::string& dir, const std::string& name) {
+  if (!dir.empty() && dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+void Walk(const std::string& dir, std::vector<JobSpec>* jobs,
+          std::vector<std::string>* warnings) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    warnings->push_back(fmt::format("cannot read {}: {}", dir, ec.message()));
+    return;
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : it) {
+    std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    std::string path = Join(dir, name);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+      struct stat lst;
+      if (lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+        warnings->push_back(fmt::format(
+            "skipping {}: it is a symlink to something missing ({})", path,
+            strerror(errno)));
+      continue;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      Walk(path, jobs, warnings);
+    } else if (S_ISREG(st.st_mode)) {
+      if (!InterpreterFor(path).empty() || access(path.c_str(), X_OK) == 0)
+        jobs->push_back(Spec(path));
+    }
+  }
+}
+
+}  // namespace
+
+bool Discover(const std::vector<std::string>& paths, std::vector<JobSpec>* jobs,
+              std::vector<std::string>* warnings, std::string* err) {
+  std::vector<std::string> roots = paths;
+  if (roots.empty()) {
+    for (const char* d : {"t", "tests"}) {
+      struct stat st;
+      if (stat(d, &st) == 0 && S_ISDIR(st.st_mode)) {
+        roots.push_back(d);
+        break;
+      }
+    }
+    if (roots.empty()) {
+      *err = "no t/ or tests/ directory here; name the tests or directories "
+             "to run";
+      return false;
+    }
+  }
+  for (const auto& root : roots) {
+    struct stat st;
+    if (stat(root.c_str(), &st) != 0) {
+      *err = fmt::format("{}: {}", root, strerror(errno));
+      return false;
+    }
+    if (S_ISDIR(st.st_mode))
+      Walk(root, jobs, warnings);
+    else
+      jobs->push_back(Spec(root));  // named explicitly: always run
+  }
+  return true;
+}
+
+}  // namespace weft::runner

@@ -1,0 +1,34 @@
+// weft-runner: finds tests, runs each under a weft-auditor, merges their
+// events into one stream on stdout.
+#include <weft/common/cli.h>
+#include <weft/common/util.h>
+
+#include "runner.h"
+
+int main(int argc, char** argv) {
+  weft::InitStreamProcess();
+  weft::runner::Options o;
+  for (int i = 0; i < argc; ++i) o.argv.emplace_back(argv[i]);
+  CLI::App app{
+      "Finds the tests under PATHS (default: t/, else tests/), runs each "
+      "under its own weft-auditor, N at a time, and writes the merged JSONL "
+      "event stream on stdout (pipe it into weft-overlord).",
+      "weft-runner"};
+  app.add_option("paths", o.paths, "Test files or directories");
+  app.add_option("-j,--jobs", o.jobs, "Run N tests at once (default: CPUs)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--timeout", o.timeout_s,
+                 "Stop a test after SECONDS (TERM, then KILL); 0 = never")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-grace", o.kill_grace_s,
+                 "Seconds between TERM and KILL when stopping a test")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--run", o.run, "Run id (default: a new one)");
+  app.add_option("--auditor", o.auditor,
+                 "The weft-auditor to use (default: the one beside this program)");
+  app.footer("Exit codes: 0 the run completed (verdicts are weft-overlord's), "
+             "2 usage error, 3 harness failure, 4 no tests found, "
+             "130 interrupted.\nSee docs/weft-runner.md.");
+  if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  return weft::runner::Run(o);
+}

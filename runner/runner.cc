@@ -1,0 +1,440 @@
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+#include <weft/common/util.h>
+#include <weft/events/event.h>
+#include <weft/events/line_reader.h>
+#include <weft/events/writer.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace weft::runner {
+namespace {
+
+using events::EventWriter;
+using events::JsonWriter;
+using events::Key;
+using events::String;
+using events::WriteText;
+
+constexpr size_t kFlushAt = 1 << 20;
+constexpr const char* kProg = "weft-runner";
+
+class Runner;
+
+// One job: its spec, its auditor process and the pipe we read it from.
+struct Job {
+  int64_t id = 0;
+  JobSpec spec;
+  Runner* runner = nullptr;
+  uv_process_t process;
+  uv_pipe_t pipe;
+  events::LineReader reader{16 * 1024};
+  bool saw_hello = false;
+  bool saw_end = false;
+  bool exited = false;
+  bool eof = false;
+  int64_t exit_status = 0;
+  int term_signal = 0;
+  int test_pid = 0;  // from the auditor's job.start, to clean up after it
+  int handles_open = 0;
+};
+
+class Runner {
+ public:
+  explicit Runner(const Options& o)
+      : o_(o), writer_(o.run.empty() ? NewRunId() : o.run, -1) {}
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  int Run();
+
+ private:
+  void StartMore();
+  bool StartJob(std::unique_ptr<Job> job);
+  void OnLine(Job& job, std::string_view line);
+  void JobDone(Job& job);
+  void MaybeEnd();
+  void Stop(bool interrupted);
+  void Flush();
+  void HarnessError(std::string_view message, int64_t job = -1);
+
+  static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
+  static void OnExit(uv_process_t* p, int64_t status, int term_signal);
+  static void OnClosed(uv_handle_t* h);
+  static void OnCheck(uv_check_t* c);
+  static void OnSignal(uv_signal_t* s, int signum);
+
+  const Options& o_;
+  EventWriter writer_;
+  events::Fields fields_;
+  uv_loop_t* loop_ = nullptr;
+  uv_check_t check_;
+  uv_signal_t signals_[3];
+  int lifeline_[2] = {-1, -1};
+
+  std::deque<JobSpec> queue_;
+  std::vector<std::unique_ptr<Job>> running_;
+  std::vector<std::unique_ptr<Job>> graveyard_;
+  int64_t next_id_ = 1;
+  int64_t planned_ = 0;
+  int64_t done_ = 0;
+  int slots_ = 1;
+  int64_t start_us_ = 0;
+  int signals_seen_ = 0;
+  bool stopping_ = false;
+  bool interrupted_ = false;
+  bool output_failed_ = false;
+  bool harness_error_ = false;
+  bool ended_ = false;
+};
+
+void Runner::Flush() {
+  if (writer_.empty()) return;
+  if (output_failed_) {
+    writer_.Clear();
+    return;
+  }
+  if (!writer_.Flush(STDOUT_FILENO)) {
+    int e = errno;
+    output_failed_ = true;
+    Error(kProg, fmt::format("cannot write events to stdout: {}; stopping "
+                             "the run", strerror(e)));
+    Stop(false);
+  }
+}
+
+void Runner::HarnessError(std::string_view message, int64_t job) {
+  harness_error_ = true;
+  JsonWriter& w = writer_.Begin("error");
+  Key(w, "source");
+  String(w, kProg);
+  if (job >= 0) {
+    Key(w, "job_id");
+    w.Int64(job);
+  }
+  WriteText(w, "message", message);
+  writer_.End();
+}
+
+void Runner::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* job = static_cast<Job*>(h->data);
+  size_t avail;
+  buf->base = job->reader.Space(16 * 1024, &avail);
+  buf->len = avail;
+}
+
+void Runner::OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
+  auto* job = static_cast<Job*>(h->data);
+  Runner* self = job->runner;
+  if (n > 0) job->reader.Commit(static_cast<size_t>(n));
+  if (n < 0) job->reader.Finish();
+  std::string_view line;
+  while (job->reader.Next(&line)) self->OnLine(*job, line);
+  if (self->writer_.batch().size() >= kFlushAt) self->Flush();
+  if (n < 0) {
+    job->eof = true;
+    uv_read_stop(h);
+    uv_close(reinterpret_cast<uv_handle_t*>(h), OnClosed);
+    if (job->exited) self->JobDone(*job);
+  }
+}
+
+// Lines from an auditor pass through unchanged: only their type is read,
+// except the hello (checked, then dropped: the merged stream has ours) and
+// job.start (for the test's pid, should the auditor die).
+void Runner::OnLine(Job& job, std::string_view line) {
+  if (line.empty()) return;
+  std::string_view type = events::TypeOf(line);
+  if (!events::LooksLikeEvent(line)) {
+    HarnessError(fmt::format("weft-auditor for job {} ({}) wrote a line that "
+                             "is not an event: {:.200}",
+                             job.id, job.spec.name, line),
+                 job.id);
+    return;
+  }
+  if (!job.saw_hello) {
+    job.saw_hello = true;
+    std::string err;
+    if (type != "hello" || !fields_.Load(events::Event(line), &err) ||
+        !events::CheckHello(fields_, &err)) {
+      HarnessError(fmt::format("weft-auditor for job {}: {}", job.id,
+                               err.empty() ? "stream does not start with hello"
+                                           : err),
+                   job.id);
+      uv_process_kill(&job.process, SIGTERM);
+    }
+    return;
+  }
+  if (type == "job.start") {
+    if (fields_.Load(events::Event(line))) {
+      if (auto pid = fields_.Int("pid")) job.test_pid = static_cast<int>(*pid);
+    }
+  } else if (type == "job.end") {
+    job.saw_end = true;
+  }
+  writer_.AppendRaw(line);
+}
+
+void Runner::OnExit(uv_process_t* p, int64_t status, int term_signal) {
+  auto* job = static_cast<Job*>(p->data);
+  job->exited = true;
+  job->exit_status = status;
+  job->term_signal = term_signal;
+  uv_close(reinterpret_cast<uv_handle_t*>(p), OnClosed);
+  if (job->eof) job->runner->JobDone(*job);
+}
+
+void Runner::OnClosed(uv_handle_t* h) {
+  auto* job = static_cast<Job*>(h->data);
+  Runner* self = job->runner;
+  if (--job->handles_open > 0) return;
+  // Both handles closed: the job's memory can go.
+  for (auto it = self->running_.begin(); it != self->running_.end(); ++it) {
+    if (it->get() == job) {
+      self->running_.erase(it);
+      break;
+    }
+  }
+  self->StartMore();
+  self->MaybeEnd();
+}
+
+void Runner::JobDone(Job& job) {
+  ++done_;
+  if (job.saw_end) return;
+  // The auditor died without finishing the job: a harness failure, and the
+  // job must not pass. Clean up after it: its test may still be running.
+  if (job.test_pid > 0) ::kill(-job.test_pid, SIGKILL);
+  std::string how = job.term_signal
+                        ? fmt::format("was killed by {}", SignalName(job.term_signal))
+                        : fmt::format("exited with status {}", job.exit_status);
+  std::string message = fmt::format(
+      "weft-auditor for job {} ({}) {} without finishing the job", job.id,
+      job.spec.name, how);
+  HarnessError(message, job.id);
+  JsonWriter& w = writer_.Begin("job.end", -1, job.id);
+  WriteText(w, "name", job.spec.name);
+  Key(w, "verdict");
+  String(w, "fail");
+  Key(w, "reasons");
+  w.StartArray();
+  String(w, message);
+  w.EndArray();
+  Key(w, "harness_error");
+  w.Bool(true);
+  writer_.End();
+}
+
+void Runner::StartMore() {
+  while (!stopping_ && !queue_.empty() &&
+         static_cast<int>(running_.size()) < slots_) {
+    auto job = std::make_unique<Job>();
+    job->id = next_id_++;
+    job->spec = std::move(queue_.front());
+    queue_.pop_front();
+    if (!StartJob(std::move(job))) break;
+  }
+}
+
+bool Runner::StartJob(std::unique_ptr<Job> job) {
+  std::vector<std::string> args = {
+      o_.auditor,        "--run",     writer_.run(), "--job",
+      std::to_string(job->id), "--name", job->spec.name, "--lifeline-fd",
+      "3"};
+  if (o_.timeout_s > 0) {
+    args.push_back("--timeout");
+    args.push_back(fmt::format("{}", o_.timeout_s));
+  }
+  args.push_back("--kill-grace");
+  args.push_back(fmt::format("{}", o_.kill_grace_s));
+  args.push_back("--");
+  for (const auto& a : job->spec.argv) args.push_back(a);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  uv_pipe_init(loop_, &job->pipe, 0);
+  job->pipe.data = job.get();
+  job->process.data = job.get();
+  job->runner = this;
+
+  uv_stdio_container_t stdio[4];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags =
+      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&job->pipe);
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = STDERR_FILENO;
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = lifeline_[0];
+
+  uv_process_options_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.exit_cb = OnExit;
+  opts.file = argv[0];
+  opts.args = argv.data();
+  opts.stdio_count = 4;
+  opts.stdio = stdio;
+  // Its own session: a terminal's Ctrl-C reaches us, and we stop each job
+  // in order; it never reaches auditors and tests behind our back.
+  opts.flags = UV_PROCESS_DETACHED;
+
+  int rc = uv_spawn(loop_, &job->process, &opts);
+  if (rc != 0) {
+    // Cannot run the auditor at all: nothing else will start either.
+    HarnessError(fmt::format("cannot start {}: {}", o_.auditor, uv_strerror(rc)));
+    uv_close(reinterpret_cast<uv_handle_t*>(&job->process), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&job->pipe), nullptr);
+    // The handles close on a later loop turn; keep the memory until then.
+    graveyard_.push_back(std::move(job));
+    Stop(false);
+    return false;
+  }
+  job->handles_open = 2;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&job->pipe), OnAlloc, OnRead);
+  running_.push_back(std::move(job));
+  return true;
+}
+
+void Runner::Stop(bool interrupted) {
+  if (interrupted) interrupted_ = true;
+  stopping_ = true;
+  // Each auditor stops its test in order (TERM, grace, KILL) and reports.
+  for (auto& job : running_)
+    if (!job->exited) uv_process_kill(&job->process, SIGTERM);
+  MaybeEnd();
+}
+
+void Runner::OnSignal(uv_signal_t* s, int) {
+  auto* self = static_cast<Runner*>(s->data);
+  ++self->signals_seen_;
+  // A second signal makes each auditor skip the grace (it KILLs at once).
+  self->Stop(true);
+}
+
+void Runner::OnCheck(uv_check_t* c) { static_cast<Runner*>(c->data)->Flush(); }
+
+void Runner::MaybeEnd() {
+  if (ended_ || !running_.empty()) return;
+  if (!queue_.empty() && !stopping_) return;
+  ended_ = true;
+  int64_t cancelled = static_cast<int64_t>(queue_.size());
+  queue_.clear();
+  JsonWriter& w = writer_.Begin("run.end");
+  Key(w, "jobs_done");
+  w.Int64(done_);
+  Key(w, "cancelled");
+  w.Int64(cancelled);
+  Key(w, "interrupted");
+  w.Bool(interrupted_);
+  Key(w, "harness_error");
+  w.Bool(harness_error_ || output_failed_);
+  Key(w, "duration_us");
+  w.Int64(events::NowMicros() - start_us_);
+  writer_.End();
+  Flush();
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+}
+
+int Runner::Run() {
+  start_us_ = events::NowMicros();
+  writer_.Hello(kProg);
+
+  std::vector<JobSpec> specs;
+  std::vector<std::string> warnings;
+  std::string err;
+  if (!Discover(o_.paths, &specs, &warnings, &err)) {
+    Error(kProg, err);
+    return 2;
+  }
+  for (const auto& w : warnings) Warning(kProg, w);
+  planned_ = static_cast<int64_t>(specs.size());
+  for (auto& s : specs) queue_.push_back(std::move(s));
+  slots_ = o_.jobs > 0 ? o_.jobs
+                       : std::max(1, static_cast<int>(
+                                         std::thread::hardware_concurrency()));
+
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  char cwd[4096] = "";
+  if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+  {
+    JsonWriter& w = writer_.Begin("run.start", start_us_);
+    Key(w, "argv");
+    w.StartArray();
+    for (const auto& a : o_.argv) events::TextValue(w, a);
+    w.EndArray();
+    WriteText(w, "cwd", cwd);
+    WriteText(w, "host", host);
+    Key(w, "jobs");
+    w.Int64(planned_);
+    Key(w, "slots");
+    w.Int(slots_);
+    if (o_.timeout_s > 0) {
+      Key(w, "timeout_s");
+      w.Double(o_.timeout_s);
+    }
+    writer_.End();
+  }
+
+  loop_ = uv_default_loop();
+  uv_disable_stdio_inheritance();
+  // Every auditor holds the read end; we hold the write end and never
+  // write. When we die, however we die, they all see EOF and stop.
+  if (pipe2(lifeline_, O_CLOEXEC) != 0) {
+    Error(kProg, fmt::format("pipe: {}", strerror(errno)));
+    return 3;
+  }
+  uv_check_init(loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, OnCheck);
+  int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+  for (int i = 0; i < 3; ++i) {
+    uv_signal_init(loop_, &signals_[i]);
+    signals_[i].data = this;
+    uv_signal_start(&signals_[i], OnSignal, sigs[i]);
+  }
+
+  if (planned_ == 0) {
+    Warning(kProg, o_.paths.empty()
+                       ? "no tests found"
+                       : fmt::format("no tests found in {}",
+                                     fmt::join(o_.paths, ", ")));
+  }
+  StartMore();
+  MaybeEnd();
+  Flush();
+  uv_run(loop_, UV_RUN_DEFAULT);
+  uv_loop_close(loop_);
+  close(lifeline_[0]);
+  close(lifeline_[1]);
+
+  if (output_failed_ || harness_error_) return 3;
+  if (interrupted_) return 130;
+  if (planned_ == 0) return 4;
+  return 0;
+}
+
+}  // namespace
+
+int Run(const Options& options) {
+  Options o = options;
+  if (o.auditor.empty()) o.auditor = SelfDir() + "/weft-auditor";
+  Runner runner(o);
+  return runner.Run();
+}
+
+}  // namespace weft::runner

@@ -1,0 +1,28 @@
+// weft-runner's logic: schedule jobs, spawn one auditor each, merge their
+// event streams into one.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "discover.h"
+
+namespace weft::runner {
+
+struct Options {
+  std::vector<std::string> paths;
+  int jobs = 0;               // slots; 0 = number of CPUs
+  double timeout_s = 0;       // per test; 0 = none
+  double kill_grace_s = 2;
+  std::string run;            // run id; a new one when empty
+  std::string auditor;        // path of weft-auditor; default: our sibling
+  std::vector<std::string> argv;  // our own command line, for run.start
+};
+
+// Runs every job and writes the merged stream to stdout. Returns the
+// runner's exit code: 0 the run completed (whatever the verdicts: those
+// are weft-overlord's), 2 usage, 3 harness failure, 4 no tests, 130
+// interrupted.
+int Run(const Options& options);
+
+}  // namespace weft::runner

@@ -123,6 +123,15 @@ class Auditor : public tap::Sink {
     Where(w, c);
     writer_.End();
   }
+  void OnPragma(std::string_view name, bool enabled,
+                const tap::Context& c) override {
+    JsonWriter& w = writer_.Begin("pragma");
+    WriteText(w, "name", name);
+    Key(w, "enabled");
+    w.Bool(enabled);
+    Where(w, c);
+    writer_.End();
+  }
   void OnOther(std::string_view line, const tap::Context&) override {
     Output("stdout", line);
   }

@@ -96,9 +96,10 @@ bool Discover(const std::vector<std::string>& paths, std::vector<JobSpec>* jobs,
       }
     }
     if (roots.empty()) {
-      *err = "no t/ or tests/ directory here; name the tests or directories "
-             "to run";
-      return false;
+      warnings->push_back(
+          "no t/ or tests/ directory here; name the tests or directories to "
+          "run");
+      return true;
     }
   }
   for (const auto& root : roots) {

@@ -18,8 +18,8 @@ std::string InterpreterFor(const std::string& path);
 // every file under a directory that is executable or has a known
 // extension, hidden entries skipped, sorted by path; a file named
 // explicitly is always run. Problems that do not stop the run (a dangling
-// symlink) go to *warnings. Returns false with *err when a named path does
-// not exist or no default directory is found.
+// symlink, no default directory) go to *warnings. Returns false with *err
+// when a named path does not exist.
 bool Discover(const std::vector<std::string>& paths, std::vector<JobSpec>* jobs,
               std::vector<std::string>* warnings, std::string* err);
 

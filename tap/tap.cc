@@ -480,18 +480,16 @@ void Parser::Impl::Line(std::string_view line) {
   }
 
   if (is_test) {
+    bool ok;
+    std::string_view description;
     if (level < depth) {
       // The parent's own test point closes the subtest below it.
       AbandonDeeperThan(level + 1);
       const Level child = PopLevel();
-      bool ok;
-      std::string_view description;
       Test(test, level, &ok, &description);
       CheckSubtest(child, description, ok, level);
     } else {
       MoveTo(level);
-      bool ok;
-      std::string_view description;
       Test(test, level, &ok, &description);
     }
   } else {
@@ -828,7 +826,7 @@ void Parser::Impl::End() {
 }
 
 Parser::Parser(Sink* sink)
-    : sink_(sink), impl_(std::make_unique<Impl>(sink, &tally_)) {}
+    : sink_(sink), impl_(std::make_unique<Impl>(sink_, &tally_)) {}
 
 Parser::~Parser() = default;
 

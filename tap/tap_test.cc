@@ -52,8 +52,11 @@ class Recorder : public Sink {
   }
   void OnAssert(const Assertion& a, const Context& c) override {
     std::string s = a.ok ? "ok " : "not ok ";
-    s += a.numbered ? std::to_string(a.number)
-                    : "(" + std::to_string(a.number) + ")";
+    if (a.numbered) {
+      s += std::to_string(a.number);
+    } else {
+      s.append("(").append(std::to_string(a.number)).append(")");
+    }
     s += " '" + std::string(a.description) + "'";
     if (a.directive == Directive::kSkip) s += " # SKIP";
     if (a.directive == Directive::kTodo) s += " # TODO";
@@ -843,7 +846,7 @@ TEST_CASE("subtests nest to any depth and items carry their depth and path") {
   const int kLevels = 12;
   for (int i = 0; i < kLevels; ++i) {
     std::string indent(size_t(4 * i), ' ');
-    std::string name = "s" + std::to_string(i);
+    std::string name = std::string("s").append(std::to_string(i));
     tap += indent + "# Subtest: " + name + "\n";
   }
   tap += std::string(4 * kLevels, ' ') + "ok 1 - leaf\n";
@@ -1253,7 +1256,10 @@ TEST_CASE(
     }
     parser.End();
     CHECK(recorder.contexts_consistent);
-    (void)parser.Problems();
+    const Tally& t = parser.tally();
+    CHECK(t.run == t.passed + t.failed + t.todo);
+    // At most: bail out, failures, plan, parse errors.
+    CHECK(parser.Problems().size() <= 4);
   }
   // NUL bytes are ordinary bytes.
   Result r = Parse(std::string("1..1\nok 1 - a\0b\n\0\n", 18));

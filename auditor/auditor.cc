@@ -1,12 +1,14 @@
 #include "auditor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
+#include <weft/common/spawn.h>
 #include <weft/common/util.h>
 #include <weft/events/event.h>
 #include <weft/events/line_reader.h>
@@ -189,7 +191,7 @@ class Auditor : public tap::Sink {
 
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
-  static void OnExit(uv_process_t* p, int64_t status, int term_signal);
+  void OnExit(int wait_status);
   static void OnCheck(uv_check_t* c);
   static void OnSignal(uv_signal_t* s, int signum);
   static void OnTimeout(uv_timer_t* t);
@@ -203,7 +205,7 @@ class Auditor : public tap::Sink {
   tap::Parser parser_;
   uv_loop_t* loop_ = nullptr;
 
-  uv_process_t process_;
+  ChildWatch child_;
   Stream out_, err_;
   uv_check_t check_;
   uv_signal_t sigterm_, sigint_, sighup_;
@@ -271,22 +273,23 @@ void Auditor::CloseStream(Stream& s) {
   uv_close(reinterpret_cast<uv_handle_t*>(&s.pipe), nullptr);
 }
 
-void Auditor::OnExit(uv_process_t* p, int64_t status, int term_signal) {
-  auto* self = static_cast<Auditor*>(p->data);
-  self->exited_ = true;
-  self->exit_status_ = status;
-  self->term_signal_ = term_signal;
+void Auditor::OnExit(int status) {
+  exited_ = true;
+  if (WIFSIGNALED(status))
+    term_signal_ = WTERMSIG(status);
+  else
+    exit_status_ = WEXITSTATUS(status);
   // Whatever is left in the test's process group was leaked by it: note
   // it and kill it, so nothing outlives the job.
-  if (::kill(-self->pid_, 0) == 0) {
-    self->leaked_ = true;
-    ::kill(-self->pid_, SIGKILL);
+  if (::kill(-pid_, 0) == 0) {
+    leaked_ = true;
+    ::kill(-pid_, SIGKILL);
   }
-  self->reaped_group_ = true;
-  uv_timer_stop(&self->timeout_timer_);
-  uv_timer_stop(&self->grace_timer_);
-  uv_timer_start(&self->drain_timer_, OnDrain, kDrainMs, 0);
-  self->MaybeFinish();
+  reaped_group_ = true;
+  uv_timer_stop(&timeout_timer_);
+  uv_timer_stop(&grace_timer_);
+  uv_timer_start(&drain_timer_, OnDrain, kDrainMs, 0);
+  MaybeFinish();
 }
 
 void Auditor::OnDrain(uv_timer_t* t) {
@@ -343,10 +346,6 @@ void Auditor::OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 }
 
 bool Auditor::Spawn() {
-  std::vector<char*> args;
-  for (const auto& a : o_.argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-
   // The test's environment: ours, plus what a TAP test expects under a
   // harness and what identifies the job.
   std::vector<std::string> env_store;
@@ -364,39 +363,48 @@ bool Auditor::Spawn() {
   for (auto& e : env_store) env.push_back(e.data());
   env.push_back(nullptr);
 
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_IGNORE;  // /dev/null: a test never reads our input
-  stdio[1].flags =
-      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&out_.pipe);
-  stdio[2].flags =
-      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&err_.pipe);
-
-  uv_process_options_t opts;
-  memset(&opts, 0, sizeof opts);
-  opts.exit_cb = OnExit;
-  opts.file = args[0];
-  opts.args = args.data();
-  opts.env = env.data();
-  opts.stdio_count = 3;
-  opts.stdio = stdio;
-  // setsid(): the test leads its own session and process group, so a
-  // signal to the group reaches everything it started, and the terminal's
-  // Ctrl-C reaches us (who stop it in order), not it.
-  opts.flags = UV_PROCESS_DETACHED;
-
-  process_.data = this;
-  start_us_ = last_assert_us_ = events::NowMicros();
-  int rc = uv_spawn(loop_, &process_, &opts);
-  if (rc != 0) {
-    spawn_error_ = fmt::format("cannot start {}: {}", o_.argv[0],
-                               uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(&process_), nullptr);
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    spawn_error_ = fmt::format("cannot start {}: pipe: {}", o_.argv[0], strerror(errno));
     return false;
   }
-  pid_ = process_.pid;
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    spawn_error_ = fmt::format("cannot start {}: pipe: {}", o_.argv[0], strerror(errno));
+    close(out[0]);
+    close(out[1]);
+    return false;
+  }
+  SpawnRequest req;
+  req.argv = o_.argv;
+  req.envp = env.data();
+  req.stdout_fd = out[1];
+  req.stderr_fd = err[1];
+  // setsid(): the test leads its own session and process group, so a
+  // signal to the group reaches everything it started, and a terminal's
+  // Ctrl-C reaches us (who stop it in order), not it.
+  req.new_session = true;
+  start_us_ = last_assert_us_ = events::NowMicros();
+  pid_t pid = -1;
+  int rc = weft::Spawn(req, &pid);
+  close(out[1]);
+  close(err[1]);
+  if (rc != 0) {
+    close(out[0]);
+    close(err[0]);
+    spawn_error_ = fmt::format("cannot start {}: {}", o_.argv[0],
+                               uv_strerror(-rc));
+    return false;
+  }
+  pid_ = pid;
   started_ = true;
+  uv_pipe_open(&out_.pipe, out[0]);
+  uv_pipe_open(&err_.pipe, err[0]);
+  int wrc = child_.Start(loop_, pid, [this](int status) { OnExit(status); });
+  if (wrc != 0) {
+    // Cannot learn when it ends: do not run it unobserved.
+    ::kill(-pid, SIGKILL);
+    Error("weft-auditor", fmt::format("cannot watch the test: {}", uv_strerror(wrc)));
+  }
   return true;
 }
 
@@ -516,7 +524,7 @@ void Auditor::Finish() {
     auto* handle = reinterpret_cast<uv_handle_t*>(h);
     if (!uv_is_closing(handle)) uv_close(handle, nullptr);
   };
-  if (started_) close(&process_);
+  child_.Close();
   close(&check_);
   close(&sigterm_);
   close(&sigint_);

@@ -9,24 +9,26 @@
 namespace weft::events {
 
 LineReader::LineReader(size_t initial_capacity)
-    : buf_(initial_capacity + kPadding) {}
+    : buf_(new char[initial_capacity + kPadding]),
+      cap_(initial_capacity + kPadding) {}
 
 void LineReader::Compact(size_t need) {
   // Keep the unread bytes; make room for "need" more plus the padding.
   size_t live = end_ - begin_;
-  if (begin_ > 0 && live + need + kPadding <= buf_.size()) {
-    std::memmove(buf_.data(), buf_.data() + begin_, live);
+  if (begin_ > 0 && live + need + kPadding <= cap_) {
+    std::memmove(buf_.get(), buf_.get() + begin_, live);
     scan_ -= begin_;
     end_ = live;
     begin_ = 0;
     return;
   }
-  if (end_ + need + kPadding <= buf_.size()) return;
-  size_t cap = buf_.size();
+  if (end_ + need + kPadding <= cap_) return;
+  size_t cap = cap_;
   while (live + need + kPadding > cap) cap *= 2;
-  std::vector<char> bigger(cap);
-  std::memcpy(bigger.data(), buf_.data() + begin_, live);
-  buf_.swap(bigger);
+  std::unique_ptr<char[]> bigger(new char[cap]);
+  std::memcpy(bigger.get(), buf_.get() + begin_, live);
+  buf_ = std::move(bigger);
+  cap_ = cap;
   scan_ -= begin_;
   end_ = live;
   begin_ = 0;
@@ -34,10 +36,10 @@ void LineReader::Compact(size_t need) {
 
 char* LineReader::Space(size_t min, size_t* available) {
   if (begin_ == end_) begin_ = scan_ = end_ = 0;
-  if (end_ + min + kPadding > buf_.size()) Compact(min);
+  if (end_ + min + kPadding > cap_) Compact(min);
   // Offer what is free, but at least "min".
-  *available = buf_.size() - kPadding - end_;
-  return buf_.data() + end_;
+  *available = cap_ - kPadding - end_;
+  return buf_.get() + end_;
 }
 
 void LineReader::Commit(size_t n) { end_ += n; }
@@ -53,7 +55,7 @@ ssize_t LineReader::ReadFrom(int fd) {
   size_t avail;
   // Grow geometrically when a long line fills the buffer, so a 100 MB
   // line costs O(size) copying, not O(size^2).
-  size_t want = buf_.size() / 2 > 65536 ? buf_.size() / 2 : 65536;
+  size_t want = cap_ / 2 > 65536 ? cap_ / 2 : 65536;
   char* p = Space(want, &avail);
   ssize_t n = ::read(fd, p, avail);
   if (n > 0) Commit(static_cast<size_t>(n));
@@ -62,7 +64,7 @@ ssize_t LineReader::ReadFrom(int fd) {
 
 bool LineReader::Next(std::string_view* line) {
   if (begin_ == end_) return false;
-  const char* base = buf_.data();
+  const char* base = buf_.get();
   const void* nl = std::memchr(base + scan_, '\n', end_ - scan_);
   if (nl) {
     size_t pos = static_cast<const char*>(nl) - base;

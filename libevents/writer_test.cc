@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <simdjson.h>
 
+#include <cstring>
 #include <string>
 
 #include "weft/events/event.h"
@@ -83,4 +84,15 @@ TEST_CASE("hello names the schema version and the producer") {
   CHECK(line.rfind(R"({"type":"hello","run":"r9","seq":0,"ts":)", 0) == 0);
   CHECK(line.find(R"("schema":"1.0","producer":"weft-test")") !=
         std::string::npos);
+}
+
+TEST_CASE("ValidUtf8 agrees with simdjson on valid, invalid and edge sequences") {
+  const char* cases[] = {"", "plain ascii that is longer than eight bytes",
+                         "caf\xc3\xa9", "\xe2\x82\xac euro", "\xf0\x9f\x98\x80",
+                         "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                         "abcdefgh\xff", "\xe2\x82", "ok\x80ok"};
+  for (const char* c : cases) {
+    CAPTURE(c);
+    CHECK(ValidUtf8(c) == simdjson::validate_utf8(c, strlen(c)));
+  }
 }

@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
+#include <weft/common/spawn.h>
 #include <weft/common/util.h>
 #include <weft/events/event.h>
 #include <weft/events/line_reader.h>
@@ -37,7 +39,8 @@ struct Job {
   int64_t id = 0;
   JobSpec spec;
   Runner* runner = nullptr;
-  uv_process_t process;
+  ChildWatch watch;
+  pid_t pid = -1;
   uv_pipe_t pipe;
   events::LineReader reader{16 * 1024};
   bool saw_hello = false;
@@ -47,7 +50,8 @@ struct Job {
   int64_t exit_status = 0;
   int term_signal = 0;
   int test_pid = 0;  // from the auditor's job.start, to clean up after it
-  int handles_open = 0;
+  bool pipe_closed = false;
+  bool released = false;
 };
 
 class Runner {
@@ -65,15 +69,17 @@ class Runner {
   void OnLine(Job& job, std::string_view line);
   void JobDone(Job& job);
   void MaybeEnd();
+  void MaybeRelease(Job& job);
   void Stop(bool interrupted);
   void Flush();
   void HarnessError(std::string_view message, int64_t job = -1);
 
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
-  static void OnExit(uv_process_t* p, int64_t status, int term_signal);
+  void OnExit(Job& job, int wait_status);
   static void OnClosed(uv_handle_t* h);
   static void OnCheck(uv_check_t* c);
+  static void OnPrepare(uv_prepare_t* p);
   static void OnSignal(uv_signal_t* s, int signum);
 
   const Options& o_;
@@ -81,6 +87,7 @@ class Runner {
   events::Fields fields_;
   uv_loop_t* loop_ = nullptr;
   uv_check_t check_;
+  uv_prepare_t prepare_;
   uv_signal_t signals_[3];
   int lifeline_[2] = {-1, -1};
 
@@ -173,7 +180,7 @@ void Runner::OnLine(Job& job, std::string_view line) {
                                err.empty() ? "stream does not start with hello"
                                            : err),
                    job.id);
-      uv_process_kill(&job.process, SIGTERM);
+      kill(job.pid, SIGTERM);
     }
     return;
   }
@@ -187,28 +194,38 @@ void Runner::OnLine(Job& job, std::string_view line) {
   writer_.AppendRaw(line);
 }
 
-void Runner::OnExit(uv_process_t* p, int64_t status, int term_signal) {
-  auto* job = static_cast<Job*>(p->data);
-  job->exited = true;
-  job->exit_status = status;
-  job->term_signal = term_signal;
-  uv_close(reinterpret_cast<uv_handle_t*>(p), OnClosed);
-  if (job->eof) job->runner->JobDone(*job);
+void Runner::OnExit(Job& job, int status) {
+  job.exited = true;
+  if (WIFSIGNALED(status))
+    job.term_signal = WTERMSIG(status);
+  else
+    job.exit_status = WEXITSTATUS(status);
+  job.watch.Close();
+  if (job.eof) JobDone(job);
+  MaybeRelease(job);
 }
 
 void Runner::OnClosed(uv_handle_t* h) {
   auto* job = static_cast<Job*>(h->data);
-  Runner* self = job->runner;
-  if (--job->handles_open > 0) return;
-  // Both handles closed: the job's memory can go.
-  for (auto it = self->running_.begin(); it != self->running_.end(); ++it) {
-    if (it->get() == job) {
-      self->running_.erase(it);
+  job->pipe_closed = true;
+  job->runner->MaybeRelease(*job);
+}
+
+// A job's memory goes when its auditor has exited and its pipe is closed;
+// the watch's handle closes in the same loop turn as the exit, and the Job
+// (which owns it) is freed on a later turn, from the check handle.
+void Runner::MaybeRelease(Job& job) {
+  if (!job.exited || !job.pipe_closed || job.released) return;
+  job.released = true;
+  for (auto it = running_.begin(); it != running_.end(); ++it) {
+    if (it->get() == &job) {
+      graveyard_.push_back(std::move(*it));
+      running_.erase(it);
       break;
     }
   }
-  self->StartMore();
-  self->MaybeEnd();
+  StartMore();
+  MaybeEnd();
 }
 
 void Runner::JobDone(Job& job) {
@@ -261,48 +278,39 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   args.push_back(fmt::format("{}", o_.kill_grace_s));
   args.push_back("--");
   for (const auto& a : job->spec.argv) args.push_back(a);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  uv_pipe_init(loop_, &job->pipe, 0);
   job->pipe.data = job.get();
-  job->process.data = job.get();
   job->runner = this;
 
-  uv_stdio_container_t stdio[4];
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags =
-      static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&job->pipe);
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = STDERR_FILENO;
-  stdio[3].flags = UV_INHERIT_FD;
-  stdio[3].data.fd = lifeline_[0];
-
-  uv_process_options_t opts;
-  memset(&opts, 0, sizeof opts);
-  opts.exit_cb = OnExit;
-  opts.file = argv[0];
-  opts.args = argv.data();
-  opts.stdio_count = 4;
-  opts.stdio = stdio;
-  // Its own session: a terminal's Ctrl-C reaches us, and we stop each job
-  // in order; it never reaches auditors and tests behind our back.
-  opts.flags = UV_PROCESS_DETACHED;
-
-  int rc = uv_spawn(loop_, &job->process, &opts);
-  if (rc != 0) {
-    // Cannot run the auditor at all: nothing else will start either.
-    HarnessError(fmt::format("cannot start {}: {}", o_.auditor, uv_strerror(rc)));
-    uv_close(reinterpret_cast<uv_handle_t*>(&job->process), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&job->pipe), nullptr);
-    // The handles close on a later loop turn; keep the memory until then.
-    graveyard_.push_back(std::move(job));
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    HarnessError(fmt::format("pipe: {}", strerror(errno)));
     Stop(false);
     return false;
   }
-  job->handles_open = 2;
+  SpawnRequest req;
+  req.argv = std::move(args);
+  req.stdout_fd = out[1];
+  req.extra_fds = {{lifeline_[0], 3}};
+  // Its own session: a terminal's Ctrl-C reaches us, and we stop each job
+  // in order; it never reaches auditors and tests behind our back.
+  req.new_session = true;
+  int rc = weft::Spawn(req, &job->pid);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    // Cannot run the auditor at all: nothing else will start either.
+    HarnessError(fmt::format("cannot start {}: {}", o_.auditor, strerror(rc)));
+    Stop(false);
+    return false;
+  }
+  uv_pipe_init(loop_, &job->pipe, 0);
+  uv_pipe_open(&job->pipe, out[0]);
+  Job* j = job.get();
+  if (int wrc = job->watch.Start(loop_, job->pid,
+                                 [this, j](int status) { OnExit(*j, status); })) {
+    HarnessError(fmt::format("cannot watch weft-auditor: {}", uv_strerror(wrc)));
+    kill(job->pid, SIGKILL);
+  }
   uv_read_start(reinterpret_cast<uv_stream_t*>(&job->pipe), OnAlloc, OnRead);
   running_.push_back(std::move(job));
   return true;
@@ -313,7 +321,7 @@ void Runner::Stop(bool interrupted) {
   stopping_ = true;
   // Each auditor stops its test in order (TERM, grace, KILL) and reports.
   for (auto& job : running_)
-    if (!job->exited) uv_process_kill(&job->process, SIGTERM);
+    if (!job->exited) kill(job->pid, SIGTERM);
   MaybeEnd();
 }
 
@@ -325,6 +333,12 @@ void Runner::OnSignal(uv_signal_t* s, int) {
 }
 
 void Runner::OnCheck(uv_check_t* c) { static_cast<Runner*>(c->data)->Flush(); }
+
+// Before polling: jobs released on the last turn have had their handles'
+// close callbacks run (libuv closes after the check phase); free them.
+void Runner::OnPrepare(uv_prepare_t* p) {
+  static_cast<Runner*>(p->data)->graveyard_.clear();
+}
 
 void Runner::MaybeEnd() {
   if (ended_ || !running_.empty()) return;
@@ -346,6 +360,7 @@ void Runner::MaybeEnd() {
   writer_.End();
   Flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
 }
 
@@ -401,6 +416,9 @@ int Runner::Run() {
   uv_check_init(loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
+  uv_prepare_init(loop_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, OnPrepare);
   int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
   for (int i = 0; i < 3; ++i) {
     uv_signal_init(loop_, &signals_[i]);
@@ -418,6 +436,7 @@ int Runner::Run() {
   MaybeEnd();
   Flush();
   uv_run(loop_, UV_RUN_DEFAULT);
+  graveyard_.clear();
   uv_loop_close(loop_);
   close(lifeline_[0]);
   close(lifeline_[1]);

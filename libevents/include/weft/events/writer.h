@@ -67,6 +67,11 @@ void TextValue(JsonWriter& w, std::string_view bytes);
 void Key(JsonWriter& w, std::string_view key);
 void String(JsonWriter& w, std::string_view s);
 
+// Whether "bytes" are well-formed UTF-8. Written here, not taken from
+// simdjson, so processes that only write events (the auditor, started once
+// per test) need not load libsimdjson.so and libstdc++.so at start-up.
+bool ValidUtf8(std::string_view bytes);
+
 // Base64 (RFC 4648, padded), for WriteText and its readers.
 std::string Base64Encode(std::string_view bytes);
 bool Base64Decode(std::string_view text, std::string* out);

@@ -1,0 +1,60 @@
+// Starting child processes cheaply (posix_spawn: vfork semantics, no page
+// tables copied) and learning of their exit inside a libuv loop.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace weft {
+
+struct SpawnRequest {
+  std::vector<std::string> argv;       // argv[0] is looked up in PATH
+  char** envp = nullptr;               // nullptr: our environment
+  int stdin_fd = -1;                   // -1: /dev/null
+  int stdout_fd = -1;                  // -1: ours
+  int stderr_fd = -1;                  // -1: ours
+  std::vector<std::pair<int, int>> extra_fds;  // {our fd, child's fd}
+  bool new_session = false;            // setsid(): own session and group
+};
+
+// Starts the child with every signal at its default disposition and an
+// empty mask (whatever we ignore, it does not inherit). Returns 0, or the
+// errno that stopped it (exec failures included: ENOENT, EACCES, …).
+int Spawn(const SpawnRequest& req, pid_t* pid);
+
+// Calls back once when "pid" (our child) exits, with its wait status, and
+// reaps it. Uses a pidfd polled by libuv; falls back to SIGCHLD. Owns libuv
+// handles: Close() before the loop ends; the object must outlive the close.
+class ChildWatch {
+ public:
+  using Callback = std::function<void(int wait_status)>;
+  ChildWatch() = default;
+  ChildWatch(const ChildWatch&) = delete;
+  ChildWatch& operator=(const ChildWatch&) = delete;
+  ~ChildWatch();
+
+  // Returns 0 or a libuv error code.
+  int Start(uv_loop_t* loop, pid_t pid, Callback cb);
+  void Close();
+
+ private:
+  static void OnPoll(uv_poll_t* h, int status, int events);
+  static void OnSigchld(uv_signal_t* h, int);
+  void Check();
+
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  bool use_poll_ = false;
+  bool active_ = false;
+  bool done_ = false;
+  uv_poll_t poll_;
+  uv_signal_t sig_;
+  Callback cb_;
+};
+
+}  // namespace weft

@@ -1,0 +1,102 @@
+#include "weft/common/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace weft {
+
+int Spawn(const SpawnRequest& req, pid_t* pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (req.stdin_fd >= 0)
+    posix_spawn_file_actions_adddup2(&fa, req.stdin_fd, 0);
+  else
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  if (req.stdout_fd >= 0) posix_spawn_file_actions_adddup2(&fa, req.stdout_fd, 1);
+  if (req.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, req.stderr_fd, 2);
+  for (auto [from, to] : req.extra_fds)
+    posix_spawn_file_actions_adddup2(&fa, from, to);
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (req.new_session) flags |= POSIX_SPAWN_SETSID;
+  posix_spawnattr_setflags(&attr, flags);
+
+  std::vector<char*> argv;
+  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int rc = posix_spawnp(pid, argv[0], &fa, &attr, argv.data(),
+                        req.envp ? req.envp : environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc;
+}
+
+ChildWatch::~ChildWatch() {
+  if (pidfd_ >= 0) close(pidfd_);
+}
+
+int ChildWatch::Start(uv_loop_t* loop, pid_t pid, Callback cb) {
+  pid_ = pid;
+  cb_ = std::move(cb);
+  active_ = true;
+  // glibc 2.36 declares pidfd_open without extern "C": call it directly.
+  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd_ >= 0) {
+    use_poll_ = true;
+    poll_.data = this;
+    int rc = uv_poll_init(loop, &poll_, pidfd_);
+    if (rc == 0) rc = uv_poll_start(&poll_, UV_READABLE, OnPoll);
+    return rc;
+  }
+  // No pidfd (an old kernel): SIGCHLD, then a non-blocking wait for ours.
+  sig_.data = this;
+  int rc = uv_signal_init(loop, &sig_);
+  if (rc == 0) rc = uv_signal_start(&sig_, OnSigchld, SIGCHLD);
+  if (rc == 0) Check();  // it may have exited already
+  return rc;
+}
+
+void ChildWatch::Check() {
+  if (done_) return;
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid_, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r != pid_) return;
+  done_ = true;
+  if (use_poll_) uv_poll_stop(&poll_);
+  cb_(status);
+}
+
+void ChildWatch::OnPoll(uv_poll_t* h, int, int) {
+  static_cast<ChildWatch*>(h->data)->Check();
+}
+
+void ChildWatch::OnSigchld(uv_signal_t* h, int) {
+  static_cast<ChildWatch*>(h->data)->Check();
+}
+
+void ChildWatch::Close() {
+  if (!active_) return;
+  active_ = false;
+  auto* handle = use_poll_ ? reinterpret_cast<uv_handle_t*>(&poll_)
+                           : reinterpret_cast<uv_handle_t*>(&sig_);
+  if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+}
+
+}  // namespace weft

@@ -2,7 +2,10 @@
 #include <weft/common/cli.h>
 #include <weft/common/util.h>
 
+#include <unistd.h>
+
 #include "auditor.h"
+#include "server.h"
 
 int main(int argc, char** argv) {
   weft::InitStreamProcess();
@@ -23,10 +26,15 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--lifeline-fd", o.lifeline_fd,
                  "An fd whose EOF means the runner is gone: stop the test and exit");
+  bool serve = false;
+  app.add_flag("--serve", serve,
+               "Be a fork server: read job requests from stdin (a socket, "
+               "from weft-runner) and fork one auditor per job");
   app.prefix_command();
   app.footer("Exit codes: 0 the test passed, 1 it failed, 2 usage error, "
              "3 the auditor failed, 130 interrupted.\nSee docs/weft-auditor.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  if (serve) return weft::auditor::Serve(STDIN_FILENO);
   o.argv = app.remaining();
   if (!o.argv.empty() && o.argv.front() == "--") o.argv.erase(o.argv.begin());
   if (o.argv.empty()) {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
+#include <stdlib.h>
 #include <filesystem>
 
 namespace weft::runner {
@@ -29,11 +31,37 @@ std::string InterpreterFor(const std::string& path) {
 
 namespace {
 
+// The interpreter's full path, found in PATH once per run: exec'ing a bare
+// name makes every spawn try each PATH entry in turn.
+std::string Resolve(const std::string& name) {
+  static std::map<std::string, std::string> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  std::string found = name;
+  const char* path = getenv("PATH");
+  std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (!dirs.empty()) {
+    size_t colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + name;
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        access(candidate.c_str(), X_OK) == 0) {
+      found = candidate;
+      break;
+    }
+  }
+  cache[name] = found;
+  return found;
+}
+
 JobSpec Spec(const std::string& path) {
   JobSpec spec;
   spec.name = path;
   std::string interp = InterpreterFor(path);
-  if (!interp.empty()) spec.argv.push_back(interp);
+  if (!interp.empty()) spec.argv.push_back(Resolve(interp));
   // A bare relative name would be looked up in PATH by exec: anchor it.
   if (interp.empty() && path.find('/') == std::string::npos)
     spec.argv.push_back("./" + path);

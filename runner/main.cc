@@ -26,9 +26,14 @@ int main(int argc, char** argv) {
   app.add_option("--run", o.run, "Run id (default: a new one)");
   app.add_option("--auditor", o.auditor,
                  "The weft-auditor to use (default: the one beside this program)");
+  bool no_fork_server = false;
+  app.add_flag("--no-fork-server", no_fork_server,
+               "Exec a new weft-auditor for every job instead of forking "
+               "each from one auditor server");
   app.footer("Exit codes: 0 the run completed (verdicts are weft-overlord's), "
              "2 usage error, 3 harness failure, 4 no tests found, "
              "130 interrupted.\nSee docs/weft-runner.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  o.fork_server = !no_fork_server;
   return weft::runner::Run(o);
 }

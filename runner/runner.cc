@@ -1,10 +1,12 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -14,7 +16,10 @@
 #include <weft/events/line_reader.h>
 #include <weft/events/writer.h>
 
+#include "protocol.h"
+
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -52,6 +57,8 @@ struct Job {
   int test_pid = 0;  // from the auditor's job.start, to clean up after it
   bool pipe_closed = false;
   bool released = false;
+  bool via_server = false;   // forked by the auditor fork server
+  std::string start_error;   // the server could not fork it
 };
 
 class Runner {
@@ -94,6 +101,21 @@ class Runner {
   std::deque<JobSpec> queue_;
   std::vector<std::unique_ptr<Job>> running_;
   std::vector<std::unique_ptr<Job>> graveyard_;
+
+  // The auditor fork server (see auditor/server.h): one exec per run
+  // instead of one per job.
+  bool StartServer();
+  bool ServerSend(Job& job, int out_fd);
+  void OnServerMessage(std::string_view m);
+  void ServerGone(std::string_view why);
+  void StopServer();
+  static void OnServerReadable(uv_poll_t* h, int status, int events);
+  int server_fd_ = -1;
+  pid_t server_pid_ = -1;
+  bool server_up_ = false;
+  uv_poll_t server_poll_;
+  ChildWatch server_watch_;
+  std::map<int64_t, Job*> by_id_;
   int64_t next_id_ = 1;
   int64_t planned_ = 0;
   int64_t done_ = 0;
@@ -195,8 +217,12 @@ void Runner::OnLine(Job& job, std::string_view line) {
 }
 
 void Runner::OnExit(Job& job, int status) {
+  if (job.exited) return;
   job.exited = true;
-  if (WIFSIGNALED(status))
+  if (job.via_server) by_id_.erase(job.id);
+  if (status == -1)
+    job.exit_status = -1;  // lost: its fork server died
+  else if (WIFSIGNALED(status))
     job.term_signal = WTERMSIG(status);
   else
     job.exit_status = WEXITSTATUS(status);
@@ -234,9 +260,14 @@ void Runner::JobDone(Job& job) {
   // The auditor died without finishing the job: a harness failure, and the
   // job must not pass. Clean up after it: its test may still be running.
   if (job.test_pid > 0) ::kill(-job.test_pid, SIGKILL);
-  std::string how = job.term_signal
-                        ? fmt::format("was killed by {}", SignalName(job.term_signal))
-                        : fmt::format("exited with status {}", job.exit_status);
+  std::string how =
+      !job.start_error.empty()
+          ? fmt::format("could not be started ({})", job.start_error)
+      : job.term_signal
+          ? fmt::format("was killed by {}", SignalName(job.term_signal))
+      : job.exit_status < 0
+          ? std::string("was lost with the auditor fork server")
+          : fmt::format("exited with status {}", job.exit_status);
   std::string message = fmt::format(
       "weft-auditor for job {} ({}) {} without finishing the job", job.id,
       job.spec.name, how);
@@ -252,6 +283,127 @@ void Runner::JobDone(Job& job) {
   Key(w, "harness_error");
   w.Bool(true);
   writer_.End();
+}
+
+bool Runner::StartServer() {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return false;
+  SpawnRequest req;
+  req.argv = {o_.auditor, "--serve"};
+  req.stdin_fd = sv[1];
+  req.extra_fds = {{lifeline_[0], 3}};
+  req.new_session = true;
+  int rc = weft::Spawn(req, &server_pid_);
+  close(sv[1]);
+  if (rc != 0) {
+    close(sv[0]);
+    return false;
+  }
+  server_fd_ = sv[0];
+  fcntl(server_fd_, F_SETFL, O_NONBLOCK);
+  server_poll_.data = this;
+  uv_poll_init(loop_, &server_poll_, server_fd_);
+  uv_poll_start(&server_poll_, UV_READABLE, OnServerReadable);
+  server_watch_.Start(loop_, server_pid_, [this](int) {
+    server_pid_ = -1;
+    server_watch_.Close();
+    if (server_up_) ServerGone("the auditor fork server died");
+  });
+  server_up_ = true;
+  return true;
+}
+
+bool Runner::ServerSend(Job& job, int out_fd) {
+  if (!server_up_) return false;
+  auditor::Options o;
+  o.run = writer_.run();
+  o.job = job.id;
+  o.name = job.spec.name;
+  o.timeout_s = o_.timeout_s;
+  o.kill_grace_s = o_.kill_grace_s;
+  o.argv = job.spec.argv;
+  std::string m = auditor::EncodeJob(o);
+  struct iovec iov = {m.data(), m.size()};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  std::memset(cbuf, 0, sizeof cbuf);
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &out_fd, sizeof out_fd);
+  for (;;) {
+    if (sendmsg(server_fd_, &msg, MSG_NOSIGNAL) >= 0) return true;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) {
+      struct pollfd p = {server_fd_, POLLOUT, 0};
+      poll(&p, 1, 1000);
+      continue;
+    }
+    // Too big, or the server is gone: this job is exec'ed instead.
+    return false;
+  }
+}
+
+void Runner::OnServerReadable(uv_poll_t* h, int, int) {
+  auto* self = static_cast<Runner*>(h->data);
+  char buf[256];
+  for (;;) {
+    ssize_t n = recv(self->server_fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      self->OnServerMessage(std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && (errno == EINTR)) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    self->ServerGone("the auditor fork server closed its socket");
+    return;
+  }
+}
+
+void Runner::OnServerMessage(std::string_view m) {
+  char kind = 0;
+  long long job_id = 0, value = 0;
+  if (sscanf(std::string(m).c_str(), "%c %lld %lld", &kind, &job_id, &value) != 3)
+    return;
+  auto it = by_id_.find(job_id);
+  if (it == by_id_.end()) return;
+  Job& job = *it->second;
+  if (kind == 'S') {
+    job.pid = static_cast<pid_t>(value);
+    if (stopping_) kill(job.pid, SIGTERM);
+  } else if (kind == 'E') {
+    OnExit(job, static_cast<int>(value));
+  } else if (kind == 'F') {
+    job.start_error = strerror(static_cast<int>(value));
+    OnExit(job, 0);
+  }
+}
+
+// The server is gone: jobs it had not reported as ended never will be.
+void Runner::ServerGone(std::string_view why) {
+  if (!server_up_) return;
+  bool busy = !by_id_.empty();
+  StopServer();
+  if (busy) HarnessError(why);
+  std::vector<Job*> lost;
+  for (auto& [id, job] : by_id_) lost.push_back(job);
+  for (Job* job : lost) OnExit(*job, -1);
+}
+
+void Runner::StopServer() {
+  if (!server_up_) return;
+  server_up_ = false;
+  uv_poll_stop(&server_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
+  close(server_fd_);  // the server sees EOF and exits
+  server_fd_ = -1;
 }
 
 void Runner::StartMore() {
@@ -287,15 +439,21 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
     Stop(false);
     return false;
   }
-  SpawnRequest req;
-  req.argv = std::move(args);
-  req.stdout_fd = out[1];
-  req.extra_fds = {{lifeline_[0], 3}};
-  // Its own session: a terminal's Ctrl-C reaches us, and we stop each job
-  // in order; it never reaches auditors and tests behind our back.
-  req.new_session = true;
-  int rc = weft::Spawn(req, &job->pid);
-  close(out[1]);
+  int rc = 0;
+  if (ServerSend(*job, out[1])) {
+    job->via_server = true;
+    close(out[1]);
+  } else {
+    SpawnRequest req;
+    req.argv = std::move(args);
+    req.stdout_fd = out[1];
+    req.extra_fds = {{lifeline_[0], 3}};
+    // Its own session: a terminal's Ctrl-C reaches us, and we stop each
+    // job in order; it never reaches auditors and tests behind our back.
+    req.new_session = true;
+    rc = weft::Spawn(req, &job->pid);
+    close(out[1]);
+  }
   if (rc != 0) {
     close(out[0]);
     // Cannot run the auditor at all: nothing else will start either.
@@ -306,8 +464,10 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   uv_pipe_init(loop_, &job->pipe, 0);
   uv_pipe_open(&job->pipe, out[0]);
   Job* j = job.get();
-  if (int wrc = job->watch.Start(loop_, job->pid,
-                                 [this, j](int status) { OnExit(*j, status); })) {
+  if (job->via_server) {
+    by_id_[job->id] = j;
+  } else if (int wrc = job->watch.Start(
+                 loop_, job->pid, [this, j](int status) { OnExit(*j, status); })) {
     HarnessError(fmt::format("cannot watch weft-auditor: {}", uv_strerror(wrc)));
     kill(job->pid, SIGKILL);
   }
@@ -321,7 +481,7 @@ void Runner::Stop(bool interrupted) {
   stopping_ = true;
   // Each auditor stops its test in order (TERM, grace, KILL) and reports.
   for (auto& job : running_)
-    if (!job->exited) kill(job->pid, SIGTERM);
+    if (!job->exited && job->pid > 0) kill(job->pid, SIGTERM);
   MaybeEnd();
 }
 
@@ -344,6 +504,7 @@ void Runner::MaybeEnd() {
   if (ended_ || !running_.empty()) return;
   if (!queue_.empty() && !stopping_) return;
   ended_ = true;
+  StopServer();
   int64_t cancelled = static_cast<int64_t>(queue_.size());
   queue_.clear();
   JsonWriter& w = writer_.Begin("run.end");
@@ -432,6 +593,8 @@ int Runner::Run() {
                        : fmt::format("no tests found in {}",
                                      fmt::join(o_.paths, ", ")));
   }
+  if (planned_ > 0 && o_.fork_server && !StartServer())
+    Warning(kProg, "cannot start the auditor fork server; exec'ing each auditor");
   StartMore();
   MaybeEnd();
   Flush();

@@ -16,6 +16,7 @@ struct Options {
   double kill_grace_s = 2;
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
+  bool fork_server = true;    // fork auditors from one server, or exec each
   std::vector<std::string> argv;  // our own command line, for run.start
 };
 

@@ -36,7 +36,18 @@ int main(int argc, char** argv) {
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
   if (serve) return weft::auditor::Serve(STDIN_FILENO);
   o.argv = app.remaining();
-  if (!o.argv.empty() && o.argv.front() == "--") o.argv.erase(o.argv.begin());
+  if (!o.argv.empty() && o.argv.front() == "--") {
+    o.argv.erase(o.argv.begin());
+  } else if (!o.argv.empty() && o.argv.front().size() > 1 &&
+             o.argv.front()[0] == '-') {
+    // An option we do not know, before the command: a typo, not a test.
+    weft::Error("weft-auditor",
+                fmt::format("unknown option {}\nTry 'weft-auditor --help' for "
+                            "more information (put -- before a command that "
+                            "starts with -).",
+                            o.argv.front()));
+    return weft::kExitUsage;
+  }
   if (o.argv.empty()) {
     weft::Error("weft-auditor", "no test command given\nTry 'weft-auditor --help' for more information.");
     return weft::kExitUsage;

@@ -394,7 +394,11 @@ void Runner::ServerGone(std::string_view why) {
   if (busy) HarnessError(why);
   std::vector<Job*> lost;
   for (auto& [id, job] : by_id_) lost.push_back(job);
-  for (Job* job : lost) OnExit(*job, -1);
+  for (Job* job : lost) {
+    // Its auditor may still run, orphaned: have it stop its test and end.
+    if (job->pid > 0) kill(job->pid, SIGTERM);
+    OnExit(*job, -1);
+  }
 }
 
 void Runner::StopServer() {
@@ -526,8 +530,8 @@ void Runner::MaybeEnd() {
 }
 
 int Runner::Run() {
-  start_us_ = events::NowMicros();
   writer_.Hello(kProg);
+  start_us_ = events::NowMicros();
 
   std::vector<JobSpec> specs;
   std::vector<std::string> warnings;

@@ -1,0 +1,258 @@
+// Each executable on its own: options, errors, exit codes, and the
+// behaviours a person composing the chain by hand relies on.
+#include <doctest/doctest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "support.h"
+
+using namespace weft::testing;
+
+namespace {
+const char* kTools[] = {"weft", "weft-runner", "weft-auditor", "weft-overlord",
+                        "weft-logger", "weft-render-term"};
+
+std::string Hello(const char* schema = "1.0") {
+  return std::string(R"({"type":"hello","run":"r1","seq":0,"ts":1,"schema":")") +
+         schema + "\"}\n";
+}
+}  // namespace
+
+TEST_CASE("every executable has --help and --version, exit 0") {
+  for (const char* tool : kTools) {
+    CAPTURE(tool);
+    Result help = Run({Bin(tool), "--help"});
+    CHECK(help.code == 0);
+    CHECK(help.out.find("--help") != std::string::npos);
+    CHECK(help.err == "");
+    Result version = Run({Bin(tool), "--version"});
+    CHECK(version.code == 0);
+    CHECK(version.out == std::string(tool) + " 0.1.0\n");
+  }
+}
+
+TEST_CASE("an unknown option is a usage error: exit 2 and a one-line hint") {
+  for (const char* tool : kTools) {
+    CAPTURE(tool);
+    Result r = Run({Bin(tool), "--no-such-option"});
+    CHECK(r.code == 2);
+    CHECK(r.err.rfind(std::string(tool) + ": error: ", 0) == 0);
+    CHECK(r.err.find("Try '" + std::string(tool) + " --help'") != std::string::npos);
+    CHECK(r.out == "");
+  }
+  Result sub = Run({Bin("weft"), "test", "--no-such-option"});
+  CHECK(sub.code == 2);
+  CHECK(sub.err.rfind("weft: error: ", 0) == 0);
+}
+
+TEST_CASE("weft without a command says what to do") {
+  Result r = Run({Bin("weft")});
+  CHECK(r.code == 2);
+  CHECK(r.err.rfind("weft: error: ", 0) == 0);
+}
+
+TEST_CASE("weft-auditor alone runs one test and prints its events") {
+  TempDir d;
+  Result r = Run({Bin("weft-auditor"), "--run", "R", "--job", "7", "--name", "mine",
+                  "--", Helper(), "plan", "1", "ok", "fine"});
+  CHECK(r.code == 0);
+  auto lines = Lines(r.out);
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0].rfind(R"({"type":"hello","run":"R","job":7,"seq":0,)", 0) == 0);
+  CHECK(lines[1].rfind(R"({"type":"job.start","run":"R","job":7,"seq":1,)", 0) == 0);
+  CHECK(lines[2].find(R"("count":1)") != std::string::npos);
+  CHECK(lines[3].find(R"("number":1,"ok":true,"description":"fine")") != std::string::npos);
+  CHECK(lines[4].find(R"("name":"mine","verdict":"pass","reasons":[])") != std::string::npos);
+}
+
+TEST_CASE("weft-auditor: a command that cannot start is a failed job, exit 1") {
+  Result r = Run({Bin("weft-auditor"), "--", "/nonexistent/test"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("verdict":"fail","reasons":["cannot start /nonexistent/test: no such file or directory"])") !=
+        std::string::npos);
+  Result none = Run({Bin("weft-auditor")});
+  CHECK(none.code == 2);
+  CHECK(none.err.rfind("weft-auditor: error: no test command given", 0) == 0);
+}
+
+TEST_CASE("weft-auditor keeps a last line without newline and a long line whole") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a",
+                  "longline", "3000000", "raw", "tail-without-newline"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find(std::string(R"("stream":"stdout","text":")") + std::string(3000000, 'x') + "\"}") !=
+        std::string::npos);
+  CHECK(r.out.find(R"("stream":"stdout","text":"tail-without-newline"})") != std::string::npos);
+}
+
+TEST_CASE("weft-auditor flags a leaked child and kills it") {
+  TempDir d;
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a",
+                  "fork-leak"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find(R"("leaked":true)") != std::string::npos);
+  // The helper says which pid it leaked; it must be gone.
+  auto at = r.out.find("leaked pid ");
+  REQUIRE(at != std::string::npos);
+  pid_t pid = std::stoi(r.out.substr(at + 11));
+  CHECK(WaitFor(5, [&] { return !Alive(pid); }));
+}
+
+TEST_CASE("weft-auditor stops a test that ignores SIGTERM with SIGKILL after the grace") {
+  Result r = Run({Bin("weft-auditor"), "--timeout", "0.3", "--kill-grace", "0.3", "--",
+                  Helper(), "plan", "1", "ignore-term", "hang"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("reasons":["timed out after 0.3s","killed by SIGKILL","no plan")") ==
+        std::string::npos);  // a plan was printed
+  CHECK(r.out.find(R"("reasons":["timed out after 0.3s","killed by SIGKILL","planned 1 but ran 0"])") !=
+        std::string::npos);
+}
+
+TEST_CASE("weft-auditor keeps everything a flooding test prints") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "flood", "200000",
+                  "ok", "after"});
+  CHECK(r.code == 0);
+  size_t comments = 0;
+  for (size_t at = r.out.find("\"type\":\"comment\""); at != std::string::npos;
+       at = r.out.find("\"type\":\"comment\"", at + 1))
+    ++comments;
+  CHECK(comments == 200000);
+  CHECK(r.out.find(R"("text":"flood line 199999")") != std::string::npos);
+}
+
+TEST_CASE("weft-auditor: a test that closes stdout is still followed to its end") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a",
+                  "close-stdout", "stderr", "still here", "exit", "0"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find(R"("stream":"stderr","text":"still here")") != std::string::npos);
+}
+
+TEST_CASE("weft-runner without the fork server gives the same verdicts") {
+  TempDir d;
+  d.HelperTest("t/a", "plan 1 ok one");
+  d.HelperTest("t/b", "plan 1 notok one");
+  RunOptions o;
+  o.cwd = d.path();
+  for (bool server : {true, false}) {
+    CAPTURE(server);
+    std::vector<std::string> argv = {Bin("weft-runner"), "-j2", "t"};
+    if (!server) argv.insert(argv.begin() + 1, "--no-fork-server");
+    Result runner = Run(argv, o);
+    CHECK(runner.code == 0);
+    o.input = runner.out;
+    Result overlord = Run({Bin("weft-overlord")}, o);
+    CHECK(overlord.code == 1);
+    CHECK(overlord.out.find(R"("verdict":"fail","exit":1,"jobs":{"planned":2,"passed":1,"failed":1,)") !=
+          std::string::npos);
+    o.input.clear();
+  }
+}
+
+TEST_CASE("weft-overlord refuses a stream of another major schema version") {
+  RunOptions o;
+  o.input = Hello("2.0");
+  Result r = Run({Bin("weft-overlord")}, o);
+  CHECK(r.code == 2);
+  CHECK(r.err == "weft-overlord: error: stream uses event schema 2.0 but this weft "
+                 "reads schema 1.0 (major versions must match)\n");
+  Result t = Run({Bin("weft-render-term")}, o);
+  CHECK(t.code == 2);
+  CHECK(t.err.rfind("weft-render-term: error: stream uses event schema 2.0", 0) == 0);
+}
+
+TEST_CASE("weft-overlord: a stream cut before run.end is a harness failure") {
+  RunOptions o;
+  o.input = Hello() + R"({"type":"run.start","run":"r1","seq":1,"ts":2,"jobs":3})" "\n";
+  Result r = Run({Bin("weft-overlord")}, o);
+  CHECK(r.code == 3);
+  CHECK(r.out.find(R"("message":"the stream ended before run.end: a process upstream (weft-runner?) died")") !=
+        std::string::npos);
+  CHECK(r.out.find(R"("verdict":"harness error","exit":3)") != std::string::npos);
+  CHECK(Lines(r.out).back().find(R"({"type":"run.end","run":"r1")") == 0);
+}
+
+TEST_CASE("weft-overlord drops a line that is not an event, with an error event") {
+  RunOptions o;
+  o.input = Hello() + "not json at all\n";
+  Result r = Run({Bin("weft-overlord")}, o);
+  CHECK(r.code == 3);
+  CHECK(r.out.find("not json at all\n") == std::string::npos);
+  CHECK(r.out.find(R"("message":"input line 2 is not a weft event (15 bytes dropped): not json at all")") !=
+        std::string::npos);
+}
+
+TEST_CASE("weft-logger: a full disk is a clear error and exit 3") {
+  RunOptions o;
+  o.input = Hello();
+  Result r = Run({Bin("weft-logger"), "-o", "/dev/full"}, o);
+  CHECK(r.code == 3);
+  CHECK(r.err == "weft-logger: error: cannot write log /dev/full: No space left on device\n");
+}
+
+TEST_CASE("weft-logger writes whole lines only and forwards the same bytes") {
+  TempDir d;
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = Hello() + R"({"type":"run.start","run":"r1","seq":1,"ts":2,"jobs":0})" "\n" +
+            R"({"type":"run.end","run":"r1","seq":2,"ts":3})" "\n" + R"({"type":"torn)";
+  Result r = Run({Bin("weft-logger")}, o);
+  CHECK(r.code == 0);
+  std::string whole = o.input.substr(0, o.input.rfind('\n') + 1);
+  CHECK(r.out == whole);
+  CHECK(d.Read(".weft/runs/r1.jsonl") == whole);
+  CHECK(d.Read(".weft/latest") == whole);
+  CHECK(r.err == "weft-logger: warning: dropped a torn last line of 13 bytes (its producer ended mid-line)\n");
+}
+
+TEST_CASE("weft-render-term: a stream without a summary exits 3 and says why") {
+  RunOptions o;
+  o.input = Hello();
+  Result r = Run({Bin("weft-render-term")}, o);
+  CHECK(r.code == 3);
+  CHECK(r.out == "The stream ended without a summary: a process of the chain failed "
+                 "(is weft-overlord in it?).\n");
+}
+
+TEST_CASE("weft-render-term --color=always paints, and never writes escapes otherwise") {
+  TempDir d;
+  d.HelperTest("t/x", "plan 1 notok broken");
+  Result run = Run({Bin("weft"), "test", "t"}, RunOptions{d.path()});
+  CHECK(run.out.find('\x1b') == std::string::npos);
+  RunOptions o;
+  o.input = d.Read(".weft/latest");
+  Result color = Run({Bin("weft-render-term"), "--color=always"}, o);
+  CHECK(color.out.find("\x1b[38;5;196mFAIL\x1b[0m t/x") != std::string::npos);
+  o.env = {"NO_COLOR=1"};
+  Result plain = Run({Bin("weft-render-term")}, o);
+  CHECK(plain.out == run.out);
+}
+
+TEST_CASE("the auditor fork server killed mid-run is a harness failure, and no test is left") {
+  TempDir d;
+  d.HelperTest("t/hang", "plan 1 pidfile " + d.path() + "/pid hang");
+  RunOptions o;
+  o.cwd = d.path();
+  Child weft({Bin("weft"), "test", "--kill-grace=1", "t"}, o);
+  pid_t test_pid = -1;
+  REQUIRE(WaitFor(30, [&] {
+    std::ifstream in(d.path() + "/pid");
+    return static_cast<bool>(in >> test_pid);
+  }));
+  // The server is the runner's child running weft-auditor --serve.
+  pid_t server = -1;
+  for (pid_t runner : ChildrenOf(weft.pid())) {
+    for (pid_t c : ChildrenOf(runner)) {
+      std::ifstream cmd("/proc/" + std::to_string(c) + "/cmdline");
+      std::string all((std::istreambuf_iterator<char>(cmd)), {});
+      if (all.find("--serve") != std::string::npos) server = c;
+    }
+  }
+  REQUIRE(server > 0);
+  kill(server, SIGKILL);
+  Result r = weft.Wait();
+  CHECK(r.code == 3);
+  CHECK(r.out.find("HARNESS ERROR weft-runner: the auditor fork server") != std::string::npos);
+  CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
+}

@@ -1,6 +1,9 @@
 #include "protocol.h"
 
+#include <sys/socket.h>
+
 #include <charconv>
+#include <cstring>
 #include <cstdlib>
 #include <vector>
 
@@ -39,6 +42,44 @@ bool DecodeJob(std::string_view m, Options* o) {
   o->kill_grace_s = std::strtod(std::string(f[5]).c_str(), nullptr);
   o->argv.assign(f.begin() + 6, f.end());
   return !o->argv.empty() && !o->argv[0].empty();
+}
+
+namespace {
+struct FdMessage {
+  struct iovec iov;
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg;
+  FdMessage(void* data, size_t size) {
+    iov = {data, size};
+    std::memset(cbuf, 0, sizeof cbuf);
+    std::memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+  }
+};
+}  // namespace
+
+ssize_t SendWithFd(int sock, std::string_view message, int fd) {
+  FdMessage m(const_cast<char*>(message.data()), message.size());
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &m.msg, MSG_NOSIGNAL);
+}
+
+ssize_t RecvWithFd(int sock, char* buf, size_t size, int* fd) {
+  FdMessage m(buf, size);
+  *fd = -1;
+  ssize_t n = recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
+  if (n < 0) return n;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
 }
 
 }  // namespace weft::auditor

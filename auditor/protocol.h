@@ -2,6 +2,8 @@
 // server.h for the exchange). Shared by both sides.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -14,5 +16,10 @@ namespace weft::auditor {
 std::string EncodeJob(const Options& o);
 // False when the message is malformed.
 bool DecodeJob(std::string_view message, Options* o);
+
+// One datagram with one fd attached (SCM_RIGHTS). Returns what sendmsg /
+// recvmsg return (-1 with errno); *fd is -1 when none came.
+ssize_t SendWithFd(int sock, std::string_view message, int fd);
+ssize_t RecvWithFd(int sock, char* buf, size_t size, int* fd);
 
 }  // namespace weft::auditor

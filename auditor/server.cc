@@ -63,21 +63,10 @@ int Serve(int control) {
       }
     }
     if (!p[0].revents) continue;
-    struct iovec iov = {buf.get(), kMax};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
+    int fd = -1;
+    ssize_t n = RecvWithFd(control, buf.get(), kMax, &fd);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (n <= 0) break;  // the runner is done (or gone)
-    int fd = -1;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-        std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
     Options o;
     if (fd < 0 || !DecodeJob(std::string_view(buf.get(), static_cast<size_t>(n)), &o)) {
       if (fd >= 0) close(fd);

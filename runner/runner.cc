@@ -324,22 +324,8 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.kill_grace_s = o_.kill_grace_s;
   o.argv = job.spec.argv;
   std::string m = auditor::EncodeJob(o);
-  struct iovec iov = {m.data(), m.size()};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  std::memset(cbuf, 0, sizeof cbuf);
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &out_fd, sizeof out_fd);
   for (;;) {
-    if (sendmsg(server_fd_, &msg, MSG_NOSIGNAL) >= 0) return true;
+    if (auditor::SendWithFd(server_fd_, m, out_fd) >= 0) return true;
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
       struct pollfd p = {server_fd_, POLLOUT, 0};

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -15,6 +16,7 @@
 #include <weft/events/writer.h>
 
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -192,6 +194,7 @@ class Auditor : public tap::Sink {
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
   void OnExit(int wait_status);
+  bool KillOrphans();
   static void OnCheck(uv_check_t* c);
   static void OnSignal(uv_signal_t* s, int signum);
   static void OnTimeout(uv_timer_t* t);
@@ -286,10 +289,35 @@ void Auditor::OnExit(int status) {
     ::kill(-pid_, SIGKILL);
   }
   reaped_group_ = true;
+  if (KillOrphans()) leaked_ = true;
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&grace_timer_);
   uv_timer_start(&drain_timer_, OnDrain, kDrainMs, 0);
   MaybeFinish();
+}
+
+// We are a child subreaper: whatever the test started and left running
+// outside its process group (a daemon, a setsid() child) is re-parented to
+// us when its parent dies. Kill each, wait for it (so its own children come
+// to us in turn), until none is left. Returns whether there were any.
+bool Auditor::KillOrphans() {
+  bool any = false;
+  for (int round = 0; round < 10000; ++round) {
+    std::vector<pid_t> kids;
+    std::ifstream in(fmt::format("/proc/self/task/{}/children", getpid()));
+    pid_t kid;
+    while (in >> kid) kids.push_back(kid);
+    if (kids.empty()) break;
+    any = true;
+    for (pid_t k : kids) {
+      ::kill(-k, SIGKILL);  // its group, if it leads one
+      ::kill(k, SIGKILL);
+    }
+    for (pid_t k : kids)
+      while (waitpid(k, nullptr, 0) < 0 && errno == EINTR) {
+      }
+  }
+  return any;
 }
 
 void Auditor::OnDrain(uv_timer_t* t) {
@@ -541,6 +569,8 @@ void Auditor::Finish() {
 int Auditor::Run() {
   loop_ = uv_default_loop();
   uv_disable_stdio_inheritance();
+  // Orphans of the test come to us, not to init: see KillOrphans().
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
 
   writer_.Hello("weft-auditor");
 

@@ -100,6 +100,19 @@ TEST_CASE("weft-auditor flags a leaked child and kills it") {
   CHECK(WaitFor(5, [&] { return !Alive(pid); }));
 }
 
+TEST_CASE("weft-auditor kills what a test left running outside its process group") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a",
+                  "setsid-leak"});
+  CHECK(r.code == 0);
+  CHECK(r.out.find(R"("leaked":true)") != std::string::npos);
+  auto at = r.out.find("leaked pid ");
+  REQUIRE(at != std::string::npos);
+  pid_t pid = std::stoi(r.out.substr(at + 11));
+  CHECK(WaitFor(5, [&] { return !Alive(pid); }));
+  // And without waiting for the drain period: the pipes closed with it.
+  CHECK(r.out.find(R"("duration_us":)") != std::string::npos);
+}
+
 TEST_CASE("weft-auditor stops a test that ignores SIGTERM with SIGKILL after the grace") {
   Result r = Run({Bin("weft-auditor"), "--timeout", "0.3", "--kill-grace", "0.3", "--",
                   Helper(), "plan", "1", "ignore-term", "hang"});

@@ -195,6 +195,7 @@ class Auditor : public tap::Sink {
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
   void OnExit(int wait_status);
   bool KillOrphans();
+  static size_t LivingChildren();
   static void OnCheck(uv_check_t* c);
   static void OnSignal(uv_signal_t* s, int signum);
   static void OnTimeout(uv_timer_t* t);
@@ -282,14 +283,14 @@ void Auditor::OnExit(int status) {
     term_signal_ = WTERMSIG(status);
   else
     exit_status_ = WEXITSTATUS(status);
-  // Whatever is left in the test's process group was leaked by it: note
-  // it and kill it, so nothing outlives the job.
-  if (::kill(-pid_, 0) == 0) {
-    leaked_ = true;
-    ::kill(-pid_, SIGKILL);
-  }
+  // We are a child subreaper, so whatever the test left running (in its
+  // process group or out of it) is now our child: it was leaked, unless we
+  // were stopping the test (then it is what is left of that). Kill it all,
+  // so nothing outlives the job.
+  if (LivingChildren() > 0 && !term_sent_) leaked_ = true;
+  ::kill(-pid_, SIGKILL);
   reaped_group_ = true;
-  if (KillOrphans()) leaked_ = true;
+  KillOrphans();
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&grace_timer_);
   uv_timer_start(&drain_timer_, OnDrain, kDrainMs, 0);
@@ -300,13 +301,35 @@ void Auditor::OnExit(int status) {
 // outside its process group (a daemon, a setsid() child) is re-parented to
 // us when its parent dies. Kill each, wait for it (so its own children come
 // to us in turn), until none is left. Returns whether there were any.
+namespace {
+std::vector<pid_t> Children() {
+  std::vector<pid_t> kids;
+  std::ifstream in(fmt::format("/proc/self/task/{}/children", getpid()));
+  pid_t kid;
+  while (in >> kid) kids.push_back(kid);
+  return kids;
+}
+}  // namespace
+
+// Children that are not zombies (a zombie has already ended).
+size_t Auditor::LivingChildren() {
+  size_t n = 0;
+  for (pid_t k : Children()) {
+    std::ifstream stat(fmt::format("/proc/{}/stat", k));
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() &&
+        line[close + 2] != 'Z' && line[close + 2] != 'X')
+      ++n;
+  }
+  return n;
+}
+
 bool Auditor::KillOrphans() {
   bool any = false;
   for (int round = 0; round < 10000; ++round) {
-    std::vector<pid_t> kids;
-    std::ifstream in(fmt::format("/proc/self/task/{}/children", getpid()));
-    pid_t kid;
-    while (in >> kid) kids.push_back(kid);
+    std::vector<pid_t> kids = Children();
     if (kids.empty()) break;
     any = true;
     for (pid_t k : kids) {
@@ -490,7 +513,7 @@ void Auditor::Finish() {
   String(w, verdict);
   Key(w, "reasons");
   w.StartArray();
-  for (const auto& r : reasons) String(w, r);
+  for (const auto& r : reasons) events::TextValue(w, r);
   w.EndArray();
   Key(w, "exit");
   w.StartObject();

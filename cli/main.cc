@@ -34,6 +34,7 @@ int Test(const TestOptions& t) {
   if (t.jobs > 0) runner.push_back(fmt::format("-j{}", t.jobs));
   if (t.timeout_s > 0) runner.push_back(fmt::format("--timeout={}", t.timeout_s));
   runner.push_back(fmt::format("--kill-grace={}", t.kill_grace_s));
+  runner.push_back(fmt::format("--parent-pid={}", getpid()));
   runner.push_back("--");
   for (const auto& p : t.paths) runner.push_back(p);
   std::vector<std::string> logger = {dir + "/weft-logger"};
@@ -98,6 +99,7 @@ int Replay(const std::string& file, bool verbose, const std::string& color) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  weft::InitStreamProcess();
   CLI::App app{"weft: a test harness for test programs in any language.", kProg};
   app.require_subcommand(1);
   app.footer("Run 'weft COMMAND --help' for a command's options. "
@@ -108,7 +110,7 @@ int main(int argc, char** argv) {
       "test", "Run tests (default: t/, else tests/) and show the results");
   test->add_option("paths", t.paths, "Test files or directories");
   test->add_option("-j,--jobs", t.jobs, "Run N tests at once (default: CPUs)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 100000));
   test->add_option("--timeout", t.timeout_s,
                    "Stop a test after SECONDS (TERM, then KILL); 0 = never")
       ->check(CLI::NonNegativeNumber);
@@ -131,6 +133,9 @@ int main(int argc, char** argv) {
   replay->add_option("log", replay_file,
                      "A log file, or - for stdin (default: .weft/latest)");
   replay->add_flag("-v,--verbose", replay_verbose, "Show every job and assertion");
+  replay->footer("Exit codes: the logged run's (0 pass, 1 fail, 3 harness "
+                 "failure, 4 no tests, 130 interrupted); 2 when the log cannot "
+                 "be read.");
   replay->add_option("--color", replay_color, "auto, always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
 

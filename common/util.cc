@@ -1,7 +1,9 @@
 #include "weft/common/util.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/random.h>
@@ -54,6 +56,19 @@ void Warning(std::string_view prog, std::string_view message) {
 }
 
 void InitStreamProcess() {
+  // fds 0-2 must be open: a closed stdout would make the next file opened
+  // (a log) fd 1, and every line would land in it twice.
+  for (int fd = 0; fd < 3; ++fd) {
+    if (fcntl(fd, F_GETFD) < 0) {
+      int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0 && null_fd != fd) {
+        dup2(null_fd, fd);
+        close(null_fd);
+      }
+    }
+  }
+  // Whatever we inherited beyond stdio is not for the processes we start.
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
 }

@@ -276,7 +276,7 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   Key(w, "bailed");
   w.Bool(bailed_);
   Key(w, "harness_errors");
-  w.Int64(harness_errors_ + (runner_error ? 1 : 0));
+  w.Int64(harness_errors_);
   out_->End();
 }
 

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
       "weft-runner"};
   app.add_option("paths", o.paths, "Test files or directories");
   app.add_option("-j,--jobs", o.jobs, "Run N tests at once (default: CPUs)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 100000));
   app.add_option("--timeout", o.timeout_s,
                  "Stop a test after SECONDS (TERM, then KILL); 0 = never")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   app.add_option("--run", o.run, "Run id (default: a new one)");
   app.add_option("--auditor", o.auditor,
                  "The weft-auditor to use (default: the one beside this program)");
+  app.add_option("--parent-pid", o.parent_pid,
+                 "Stop the run (as on SIGTERM) when our parent, this process, "
+                 "dies; weft passes its own pid");
   bool no_fork_server = false;
   app.add_flag("--no-fork-server", no_fork_server,
                "Exec a new weft-auditor for every job instead of forking "

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,6 +78,7 @@ class Runner {
   void JobDone(Job& job);
   void MaybeEnd();
   void MaybeRelease(Job& job);
+  void LostJobEnd(int64_t id, std::string_view name, std::string_view message);
   void Stop(bool interrupted);
   void Flush();
   void HarnessError(std::string_view message, int64_t job = -1);
@@ -272,13 +274,19 @@ void Runner::JobDone(Job& job) {
       "weft-auditor for job {} ({}) {} without finishing the job", job.id,
       job.spec.name, how);
   HarnessError(message, job.id);
-  JsonWriter& w = writer_.Begin("job.end", -1, job.id);
-  WriteText(w, "name", job.spec.name);
+  LostJobEnd(job.id, job.spec.name, message);
+}
+
+// A job.end on behalf of a job whose auditor cannot report: it fails.
+void Runner::LostJobEnd(int64_t id, std::string_view name,
+                        std::string_view message) {
+  JsonWriter& w = writer_.Begin("job.end", -1, id);
+  WriteText(w, "name", name);
   Key(w, "verdict");
   String(w, "fail");
   Key(w, "reasons");
   w.StartArray();
-  String(w, message);
+  events::TextValue(w, message);
   w.EndArray();
   Key(w, "harness_error");
   w.Bool(true);
@@ -446,8 +454,13 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   }
   if (rc != 0) {
     close(out[0]);
-    // Cannot run the auditor at all: nothing else will start either.
-    HarnessError(fmt::format("cannot start {}: {}", o_.auditor, strerror(rc)));
+    // Cannot run the auditor at all: this job fails, and nothing else
+    // will start either.
+    std::string message =
+        fmt::format("cannot start {}: {}", o_.auditor, strerror(rc));
+    HarnessError(message, job->id);
+    LostJobEnd(job->id, job->spec.name, message);
+    ++done_;
     Stop(false);
     return false;
   }
@@ -516,6 +529,11 @@ void Runner::MaybeEnd() {
 }
 
 int Runner::Run() {
+  if (o_.parent_pid > 0) {
+    // Started by weft: if it dies (even by SIGKILL), stop the run.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != o_.parent_pid) return 130;
+  }
   writer_.Hello(kProg);
   start_us_ = events::NowMicros();
 

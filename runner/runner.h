@@ -17,6 +17,7 @@ struct Options {
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
   bool fork_server = true;    // fork auditors from one server, or exec each
+  int parent_pid = 0;         // stop the run when this parent dies
   std::vector<std::string> argv;  // our own command line, for run.start
 };
 

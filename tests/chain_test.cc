@@ -323,3 +323,47 @@ TEST_CASE("SIGTERM sent to weft alone stops the run the same way") {
   CHECK(r.code == 130);
   CHECK(WaitFor(10, [&] { return !Alive(run.test_pid); }));
 }
+
+TEST_CASE("weft itself killed with SIGKILL: the runner stops the run, no test is left") {
+  HangingRun run;
+  pid_t runner = run.Find("weft-runner");
+  REQUIRE(runner > 0);
+  kill(run.weft->pid(), SIGKILL);
+  Result r = run.weft->Wait();
+  CHECK(r.signal == SIGKILL);
+  CHECK(WaitFor(10, [&] { return !Alive(run.test_pid); }));
+  CHECK(WaitFor(10, [&] { return !Alive(runner); }));
+  // The log still ends with the run's end.
+  CHECK(WaitFor(10, [&] {
+    auto lines = Lines(run.d.Read(".weft/latest"));
+    return !lines.empty() && lines.back().rfind("{\"type\":\"run.end\"", 0) == 0;
+  }));
+}
+
+TEST_CASE("regression: a bail-out reason that is not UTF-8 fails the job, not the harness") {
+  TempDir d;
+  d.HelperTest("t/bail", "plan 2 ok one bail 'bad\xff reason'");
+  Result r = WeftTest(d, {"t/bail"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find("HARNESS ERROR") == std::string::npos);
+  CHECK(r.out.find("Bail out!  bad\xEF\xBF\xBD reason") != std::string::npos);
+}
+
+TEST_CASE("regression: control bytes in a test's name never reach the terminal") {
+  TempDir d;
+  d.HelperTest("t/esc\x1b[31mred", "plan 1 notok x");
+  Result r = WeftTest(d, {"t"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find('\x1b') == std::string::npos);
+  CHECK(r.out.find("FAIL t/esc^[[31mred") != std::string::npos);
+}
+
+TEST_CASE("regression: what a timed-out test's own children were doing is not called a leak") {
+  TempDir d;
+  d.Write("t/hang.sh", "echo 1..1\nsleep 600\n");
+  Result r = WeftTest(d, {"--timeout=0.3", "--kill-grace=0.5", "t"});
+  CHECK(r.code == 1);
+  std::string log = d.Read(".weft/latest");
+  CHECK(log.find("\"timed_out\":true") != std::string::npos);
+  CHECK(log.find("\"leaked\"") == std::string::npos);
+}

@@ -269,3 +269,14 @@ TEST_CASE("the auditor fork server killed mid-run is a harness failure, and no t
   CHECK(r.out.find("HARNESS ERROR weft-runner: the auditor fork server") != std::string::npos);
   CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
 }
+
+TEST_CASE("regression: weft-logger with stdout closed writes each line once") {
+  TempDir d;
+  RunOptions o;
+  o.input = Hello() + R"({"type":"run.end","run":"r1","seq":1,"ts":2})" "\n";
+  Result r = Run({"/bin/sh", "-c", "exec \"$0\" -o \"$1\" >&-", Bin("weft-logger"),
+                  d.path() + "/log.jsonl"},
+                 o);
+  CHECK(r.code == 0);
+  CHECK(d.Read("log.jsonl") == o.input);
+}

@@ -28,7 +28,17 @@ constexpr int kYellow = Cube(5, 4, 0);
 std::string Visible(std::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    // C1 controls (U+0080-U+009F, UTF-8 C2 80-9F): a terminal may act on
+    // them (U+009B is CSI). Show them as escapes.
+    if (c == 0xC2 && i + 1 < s.size() &&
+        static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(s[i + 1]));
+      ++i;
+      continue;
+    }
     if (c == '\t' || c >= 0x20) {
       if (c == 0x7f)
         out += "^?";
@@ -119,7 +129,7 @@ void Renderer::Line(std::string_view line) {
   } else if (type == "job.start") {
     if (!f_.Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
-    v.name = std::string(f_.Str("name").value_or("?"));
+    v.name = Visible(f_.Str("name").value_or("?"));
   } else if (type == "assert") {
     if (!f_.Load(e)) return;
     int64_t job = f_.Int("job").value_or(-1);
@@ -201,7 +211,7 @@ void Renderer::Line(std::string_view line) {
     if (!f_.Load(e)) return;
     int64_t job = f_.Int("job").value_or(-1);
     JobView& v = View(job);
-    if (auto name = f_.Str("name")) v.name = std::string(*name);
+    if (auto name = f_.Str("name")) v.name = Visible(*name);
     std::string verdict(f_.Str("verdict").value_or("fail"));
     int64_t duration = f_.Int("duration_us").value_or(0);
     durations_.emplace_back(duration, v.name);

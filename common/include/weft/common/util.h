@@ -20,8 +20,10 @@ std::string SelfDir();
 void Error(std::string_view prog, std::string_view message);
 void Warning(std::string_view prog, std::string_view message);
 
-// Makes stdout line-buffered-friendly and ignores SIGPIPE, so a closed
-// downstream pipe is an EPIPE error to handle, not a silent death.
+// Start-up of every weft process: opens /dev/null on any of fds 0-2 that
+// is closed, marks every inherited fd past them close-on-exec, and ignores
+// SIGPIPE, so a closed downstream pipe is an EPIPE error to handle, not a
+// silent death.
 void InitStreamProcess();
 
 }  // namespace weft

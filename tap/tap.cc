@@ -849,11 +849,12 @@ std::vector<std::string> Parser::Problems() const {
     AppendNumber(&s, tally_.run);
     s.append(tally_.run == 1 ? " assertion failed" : " assertions failed");
     if (tally_.failed <= kMaxNamedFailures) {
-      s.append(": ");
+      s.append(" (");
       for (size_t i = 0; i < impl_->failed_numbers.size(); ++i) {
-        if (i > 0) s.append(", ");
+        s.append(i > 0 ? ", #" : "#");
         AppendNumber(&s, impl_->failed_numbers[i]);
       }
+      s.append(")");
     }
     problems.push_back(s);
   }

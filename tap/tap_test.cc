@@ -402,7 +402,7 @@ TEST_CASE("a word that merely starts with TODO is not a directive") {
         "not ok 1 'x # TODOs remain'\n"
         "not ok 2 '# todo_list'\n");
   CHECK(r.tally.failed == 2);
-  CHECK(r.problems == "2 of 2 assertions failed: 1, 2");
+  CHECK(r.problems == "2 of 2 assertions failed (#1, #2)");
 }
 
 TEST_CASE(
@@ -459,7 +459,7 @@ TEST_CASE("an ok SKIP is counted as skipped and a not ok SKIP fails") {
   CHECK(r.tally.skipped == 1);
   CHECK(r.tally.passed == 1);
   CHECK(r.tally.failed == 1);
-  CHECK(r.problems == "1 of 2 assertions failed: 2");
+  CHECK(r.problems == "1 of 2 assertions failed (#2)");
 }
 
 TEST_CASE(
@@ -473,7 +473,7 @@ TEST_CASE(
   CHECK(r.tally.run == 2);
   CHECK(r.tally.failed == 1);
   CHECK(r.tally.parse_errors == 1);
-  CHECK(r.problems == "1 of 2 assertions failed: 1; 1 TAP parse error");
+  CHECK(r.problems == "1 of 2 assertions failed (#1); 1 TAP parse error");
   // The largest 64-bit number still parses (and is merely out of sequence).
   r = Parse("ok 18446744073709551615\n");
   CHECK(
@@ -526,7 +526,7 @@ TEST_CASE("failing assertions are named in the problems when there are few") {
   Result r =
       Parse("1..10\nok\nnot ok\nok\nok\nnot ok\nok\nok\nnot ok\nok\nok\n");
   CHECK(r.tally.failed == 3);
-  CHECK(r.problems == "3 of 10 assertions failed: 2, 5, 8");
+  CHECK(r.problems == "3 of 10 assertions failed (#2, #5, #8)");
 }
 
 TEST_CASE("many failing assertions are counted but not named") {
@@ -535,7 +535,7 @@ TEST_CASE("many failing assertions are counted but not named") {
   Result r = Parse(tap);
   CHECK(r.problems == "12 of 12 assertions failed");
   r = Parse("1..1\nnot ok 1\n");
-  CHECK(r.problems == "1 of 1 assertion failed: 1");
+  CHECK(r.problems == "1 of 1 assertion failed (#1)");
 }
 
 TEST_CASE("a clean stream has no problems") {
@@ -552,7 +552,7 @@ TEST_CASE("a clean stream has no problems") {
 TEST_CASE("all problems are listed together, bail out first") {
   Result r = Parse("1..3\nok 2\nnot ok 1\nBail out! stop\n");
   CHECK(r.problems ==
-        "bailed out: stop; 1 of 2 assertions failed: 1; 2 TAP parse errors");
+        "bailed out: stop; 1 of 2 assertions failed (#1); 2 TAP parse errors");
 }
 
 // ---- Bail out, comments, other lines
@@ -677,7 +677,7 @@ TEST_CASE(
         "other '  ...'\n"
         "ok 2 ''\n");
   CHECK(r.tally.parse_errors == 0);
-  CHECK(r.problems == "1 of 2 assertions failed: 1");
+  CHECK(r.problems == "1 of 2 assertions failed (#1)");
 }
 
 TEST_CASE("TAP-looking lines inside a YAML block are YAML") {
@@ -909,7 +909,7 @@ TEST_CASE("Test::More's nested subtest output parses as it means") {
         "plan 2\n"
         "comment 'Looks like you failed 1 test of 2.'\n");
   CHECK(r.tally.parse_errors == 0);
-  CHECK(r.problems == "1 of 2 assertions failed: 2");
+  CHECK(r.problems == "1 of 2 assertions failed (#2)");
 }
 
 TEST_CASE(
@@ -946,7 +946,7 @@ TEST_CASE(
         "[s] ok 1 ''\n"
         "not ok 1 's'\n"
         "error: subtest 's' passed but its test point says not ok\n");
-  CHECK(r.problems == "1 of 1 assertion failed: 1; 1 TAP parse error");
+  CHECK(r.problems == "1 of 1 assertion failed (#1); 1 TAP parse error");
 }
 
 TEST_CASE("a subtest with a bad plan is a parse error of its parent") {

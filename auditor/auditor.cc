@@ -212,6 +212,7 @@ class Auditor : public tap::Sink {
   ChildWatch child_;
   Stream out_, err_;
   uv_check_t check_;
+  FlushTimer flush_timer_;
   uv_signal_t sigterm_, sigint_, sighup_;
   uv_timer_t timeout_timer_, grace_timer_, drain_timer_;
   uv_pipe_t lifeline_;
@@ -351,7 +352,10 @@ void Auditor::OnDrain(uv_timer_t* t) {
   self->MaybeFinish();
 }
 
-void Auditor::OnCheck(uv_check_t* c) { static_cast<Auditor*>(c->data)->Flush(); }
+void Auditor::OnCheck(uv_check_t* c) {
+  auto* self = static_cast<Auditor*>(c->data);
+  if (!self->writer_.empty()) self->flush_timer_.Kick();
+}
 
 void Auditor::StopTest() {
   if (!started_ || exited_) return;
@@ -430,10 +434,12 @@ bool Auditor::Spawn() {
   req.envp = env.data();
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
-  // setsid(): the test leads its own session and process group, so a
-  // signal to the group reaches everything it started, and a terminal's
-  // Ctrl-C reaches us (who stop it in order), not it.
-  req.new_session = true;
+  // Its own process group, so a signal to the group reaches everything it
+  // started. Not its own session: the runner already put us in a session
+  // of our own, without a terminal, so a terminal's Ctrl-C never reaches
+  // the test (we stop it in order), and a new session per test would cost
+  // the kernel a scheduling group per test.
+  req.new_group = true;
   start_us_ = last_assert_us_ = events::NowMicros();
   pid_t pid = -1;
   int rc = weft::Spawn(req, &pid);
@@ -577,6 +583,7 @@ void Auditor::Finish() {
   };
   child_.Close();
   close(&check_);
+  flush_timer_.Close();
   close(&sigterm_);
   close(&sigint_);
   close(&sighup_);
@@ -609,6 +616,7 @@ int Auditor::Run() {
   uv_check_init(loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
+  flush_timer_.Init(loop_, [this] { Flush(); });
   uv_timer_init(loop_, &timeout_timer_);
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &drain_timer_);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <weft/common/spawn.h>
 #include <weft/common/util.h>
 
 #include <cstring>
@@ -30,6 +31,7 @@ void Send(int fd, const std::string& message) {
 }  // namespace
 
 int Serve(int control) {
+  IgnoredSignals();  // once here, not in every forked auditor
   sigset_t chld, old;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

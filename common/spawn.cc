@@ -12,6 +12,25 @@ extern char** environ;
 
 namespace weft {
 
+// The signals we ignore, read once: weft's processes set their
+// dispositions at start-up and never change which signals they ignore
+// afterwards. A fork server calls this before forking, so its children do
+// not each pay 64 sigaction calls.
+const sigset_t& IgnoredSignals() {
+  static const sigset_t ignored = [] {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction sa;
+      if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, nullptr, &sa) == 0 &&
+          sa.sa_handler == SIG_IGN)
+        sigaddset(&set, sig);
+    }
+    return set;
+  }();
+  return ignored;
+}
+
 int Spawn(const SpawnRequest& req, pid_t* pid) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -28,25 +47,17 @@ int Spawn(const SpawnRequest& req, pid_t* pid) {
   posix_spawnattr_init(&attr);
   // exec resets caught signals by itself; only ignored ones survive it, so
   // only those need resetting (64 sigaction calls per spawn otherwise).
-  // The set is read once: weft's processes set their dispositions at
-  // start-up and never change which signals they ignore afterwards.
-  static const sigset_t ignored = [] {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int sig = 1; sig < NSIG; ++sig) {
-      struct sigaction sa;
-      if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, nullptr, &sa) == 0 &&
-          sa.sa_handler == SIG_IGN)
-        sigaddset(&set, sig);
-    }
-    return set;
-  }();
+  const sigset_t& ignored = IgnoredSignals();
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &ignored);
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if (req.new_session) flags |= POSIX_SPAWN_SETSID;
+  if (req.new_group) {
+    posix_spawnattr_setpgroup(&attr, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
   posix_spawnattr_setflags(&attr, flags);
 
   std::vector<char*> argv;
@@ -111,6 +122,32 @@ void ChildWatch::Close() {
   auto* handle = use_poll_ ? reinterpret_cast<uv_handle_t*>(&poll_)
                            : reinterpret_cast<uv_handle_t*>(&sig_);
   if (!uv_is_closing(handle)) uv_close(handle, nullptr);
+}
+
+}  // namespace weft
+
+namespace weft {
+
+void FlushTimer::Init(uv_loop_t* loop, std::function<void()> flush) {
+  flush_ = std::move(flush);
+  uv_timer_init(loop, &timer_);
+  timer_.data = this;
+  open_ = true;
+}
+
+void FlushTimer::Kick() {
+  if (open_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)))
+    uv_timer_start(&timer_, OnTimer, kDelayMs, 0);
+}
+
+void FlushTimer::OnTimer(uv_timer_t* t) {
+  static_cast<FlushTimer*>(t->data)->flush_();
+}
+
+void FlushTimer::Close() {
+  if (!open_) return;
+  open_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
 }
 
 }  // namespace weft

@@ -96,6 +96,7 @@ class Runner {
   events::Fields fields_;
   uv_loop_t* loop_ = nullptr;
   uv_check_t check_;
+  FlushTimer flush_timer_;
   uv_prepare_t prepare_;
   uv_signal_t signals_[3];
   int lifeline_[2] = {-1, -1};
@@ -495,7 +496,10 @@ void Runner::OnSignal(uv_signal_t* s, int) {
   self->Stop(true);
 }
 
-void Runner::OnCheck(uv_check_t* c) { static_cast<Runner*>(c->data)->Flush(); }
+void Runner::OnCheck(uv_check_t* c) {
+  auto* self = static_cast<Runner*>(c->data);
+  if (!self->writer_.empty()) self->flush_timer_.Kick();
+}
 
 // Before polling: jobs released on the last turn have had their handles'
 // close callbacks run (libuv closes after the check phase); free them.
@@ -524,6 +528,7 @@ void Runner::MaybeEnd() {
   writer_.End();
   Flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  flush_timer_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
 }
@@ -585,6 +590,7 @@ int Runner::Run() {
   uv_check_init(loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
+  flush_timer_.Init(loop_, [this] { Flush(); });
   uv_prepare_init(loop_, &prepare_);
   prepare_.data = this;
   uv_prepare_start(&prepare_, OnPrepare);

@@ -228,6 +228,14 @@ TEST_CASE("weft-render-term: a stream without a summary exits 3 and says why") {
                  "(is weft-overlord in it?).\n");
 }
 
+TEST_CASE("weft-render-term says how many lines were not events") {
+  RunOptions o;
+  o.input = Hello() + "garbage\n{\"not\":\"weft\"}\n";
+  Result r = Run({Bin("weft-render-term")}, o);
+  CHECK(r.code == 3);
+  CHECK(r.out.rfind("2 line(s) of the stream were not weft events and were skipped.\n", 0) == 0);
+}
+
 TEST_CASE("weft-render-term --color=always paints, and never writes escapes otherwise") {
   TempDir d;
   d.HelperTest("t/x", "plan 1 notok broken");

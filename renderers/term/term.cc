@@ -110,7 +110,10 @@ void Renderer::Attach(JobView& v, std::string line) {
 void Renderer::Line(std::string_view line) {
   if (!fatal_.empty()) return;
   std::string_view type = events::TypeOf(line);
-  if (type.empty()) return;
+  if (type.empty()) {
+    if (!line.empty()) ++not_events_;
+    return;
+  }
   events::Event e(line);
 
   if (type == "hello") {
@@ -324,6 +327,10 @@ void Renderer::Finish() {
   }
   finished_ = true;
   if (!fatal_.empty()) return;
+  if (not_events_ > 0)
+    Print(fmt::format("{} line(s) of the stream were not weft events and were "
+                      "skipped.\n",
+                      not_events_));
   if (!saw_summary_) {
     Print(Paint("The stream ended without a summary: a process of the chain "
                 "failed (is weft-overlord in it?).\n",

@@ -73,6 +73,7 @@ class Renderer {
   int64_t last_draw_us_ = 0;
   bool status_shown_ = false;
   bool saw_summary_ = false;
+  int64_t not_events_ = 0;
   bool finished_ = false;
   int exit_code_ = 3;
   std::string fatal_;

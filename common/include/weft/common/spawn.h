@@ -2,6 +2,7 @@
 // tables copied) and learning of their exit inside a libuv loop.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -20,12 +21,17 @@ struct SpawnRequest {
   int stderr_fd = -1;                  // -1: ours
   std::vector<std::pair<int, int>> extra_fds;  // {our fd, child's fd}
   bool new_session = false;            // setsid(): own session and group
+  bool new_group = false;              // setpgid(0, 0): own process group
 };
 
 // Starts the child with every signal at its default disposition and an
 // empty mask (whatever we ignore, it does not inherit). Returns 0, or the
 // errno that stopped it (exec failures included: ENOENT, EACCES, …).
 int Spawn(const SpawnRequest& req, pid_t* pid);
+
+// The set of signals Spawn() resets in children (those we ignore), read
+// once per process; call it before forking to share that work.
+const sigset_t& IgnoredSignals();
 
 // Calls back once when "pid" (our child) exits, with its wait status, and
 // reaps it. Uses a pidfd polled by libuv; falls back to SIGCHLD. Owns libuv
@@ -55,6 +61,33 @@ class ChildWatch {
   uv_poll_t poll_;
   uv_signal_t sig_;
   Callback cb_;
+};
+
+}  // namespace weft
+
+namespace weft {
+
+// Coalesces writes of a batch: Kick() after adding to it, and the flush
+// callback runs once, kDelayMs later, for everything added meanwhile. Fewer
+// writes mean fewer wake-ups of the processes downstream (a tiny test's
+// events go out in one write instead of four). Owns a libuv timer: Close()
+// before the loop ends.
+class FlushTimer {
+ public:
+  static constexpr uint64_t kDelayMs = 5;
+  FlushTimer() = default;
+  FlushTimer(const FlushTimer&) = delete;
+  FlushTimer& operator=(const FlushTimer&) = delete;
+
+  void Init(uv_loop_t* loop, std::function<void()> flush);
+  void Kick();
+  void Close();
+
+ private:
+  static void OnTimer(uv_timer_t* t);
+  uv_timer_t timer_;
+  std::function<void()> flush_;
+  bool open_ = false;
 };
 
 }  // namespace weft

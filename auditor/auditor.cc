@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -55,6 +56,16 @@ uint64_t Ms(double seconds) {
 }
 
 class Auditor;
+
+// Our children, from /proc (we are a child subreaper: the test's orphans
+// are among them).
+std::vector<pid_t> Children() {
+  std::vector<pid_t> kids;
+  std::ifstream in(fmt::format("/proc/self/task/{}/children", getpid()));
+  pid_t kid;
+  while (in >> kid) kids.push_back(kid);
+  return kids;
+}
 
 // One of the test's output pipes and the lines framed from it.
 struct Stream {
@@ -195,9 +206,10 @@ class Auditor : public tap::Sink {
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
   void OnExit(int wait_status);
   bool KillOrphans();
+  int ExitCode() const;
   static size_t LivingChildren();
   static void OnCheck(uv_check_t* c);
-  static void OnSignal(uv_signal_t* s, int signum);
+  static void OnSignal(uv_poll_t* h, int status, int events);
   static void OnTimeout(uv_timer_t* t);
   static void OnGrace(uv_timer_t* t);
   static void OnDrain(uv_timer_t* t);
@@ -213,7 +225,11 @@ class Auditor : public tap::Sink {
   Stream out_, err_;
   uv_check_t check_;
   FlushTimer flush_timer_;
-  uv_signal_t sigterm_, sigint_, sighup_;
+  // SIGTERM, SIGINT, SIGHUP through a signalfd: blocked, then read as
+  // data; cheaper to set up than three libuv signal handles, which this
+  // process (one per test) would set up and tear down every time.
+  int signal_fd_ = -1;
+  uv_poll_t signal_poll_;
   uv_timer_t timeout_timer_, grace_timer_, drain_timer_;
   uv_pipe_t lifeline_;
   bool lifeline_open_ = false;
@@ -288,10 +304,14 @@ void Auditor::OnExit(int status) {
   // process group or out of it) is now our child: it was leaked, unless we
   // were stopping the test (then it is what is left of that). Kill it all,
   // so nothing outlives the job.
-  if (LivingChildren() > 0 && !term_sent_) leaked_ = true;
-  ::kill(-pid_, SIGKILL);
+  // With no child left at all, nothing of the test's is left either (every
+  // leftover is a descendant of one of our children).
+  if (!Children().empty()) {
+    if (LivingChildren() > 0 && !term_sent_) leaked_ = true;
+    ::kill(-pid_, SIGKILL);
+    KillOrphans();
+  }
   reaped_group_ = true;
-  KillOrphans();
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&grace_timer_);
   uv_timer_start(&drain_timer_, OnDrain, kDrainMs, 0);
@@ -302,16 +322,6 @@ void Auditor::OnExit(int status) {
 // outside its process group (a daemon, a setsid() child) is re-parented to
 // us when its parent dies. Kill each, wait for it (so its own children come
 // to us in turn), until none is left. Returns whether there were any.
-namespace {
-std::vector<pid_t> Children() {
-  std::vector<pid_t> kids;
-  std::ifstream in(fmt::format("/proc/self/task/{}/children", getpid()));
-  pid_t kid;
-  while (in >> kid) kids.push_back(kid);
-  return kids;
-}
-}  // namespace
-
 // Children that are not zombies (a zombie has already ended).
 size_t Auditor::LivingChildren() {
   size_t n = 0;
@@ -378,10 +388,14 @@ void Auditor::OnTimeout(uv_timer_t* t) {
   self->StopTest();
 }
 
-void Auditor::OnSignal(uv_signal_t* s, int) {
-  auto* self = static_cast<Auditor*>(s->data);
-  self->interrupted_ = true;
-  self->StopTest();
+void Auditor::OnSignal(uv_poll_t* h, int, int) {
+  auto* self = static_cast<Auditor*>(h->data);
+  struct signalfd_siginfo si;
+  while (read(self->signal_fd_, &si, sizeof si) == sizeof si) {
+    // Each one counts: a second signal skips the grace (StopTest).
+    self->interrupted_ = true;
+    self->StopTest();
+  }
 }
 
 void Auditor::OnLifelineAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -575,6 +589,9 @@ void Auditor::Finish() {
   w.Int64(end_us - start_us_);
   writer_.End();
   Flush();
+  // Forked by the fork server for this one job: everything is written, and
+  // the kernel closes what is left faster than an orderly teardown would.
+  if (o_.exit_when_done) _exit(ExitCode());
 
   // Close every handle; the loop ends when the last close completes.
   auto close = [](auto* h) {
@@ -584,9 +601,7 @@ void Auditor::Finish() {
   child_.Close();
   close(&check_);
   flush_timer_.Close();
-  close(&sigterm_);
-  close(&sigint_);
-  close(&sighup_);
+  if (signal_fd_ >= 0) close(&signal_poll_);
   close(&timeout_timer_);
   close(&grace_timer_);
   close(&drain_timer_);
@@ -598,7 +613,8 @@ void Auditor::Finish() {
 
 int Auditor::Run() {
   loop_ = uv_default_loop();
-  uv_disable_stdio_inheritance();
+  // (No uv_disable_stdio_inheritance(): InitStreamProcess marked every
+  // inherited fd close-on-exec, and our own are created so.)
   // Orphans of the test come to us, not to init: see KillOrphans().
   prctl(PR_SET_CHILD_SUBREAPER, 1);
 
@@ -621,11 +637,15 @@ int Auditor::Run() {
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &drain_timer_);
   timeout_timer_.data = grace_timer_.data = drain_timer_.data = this;
-  for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, std::pair{SIGINT, &sigint_},
-                        std::pair{SIGHUP, &sighup_}}) {
-    uv_signal_init(loop_, h);
-    h->data = this;
-    uv_signal_start(h, OnSignal, sig);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  sigprocmask(SIG_BLOCK, &stop_signals, nullptr);  // the test's mask is reset
+  signal_fd_ = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ >= 0) {
+    uv_poll_init(loop_, &signal_poll_, signal_fd_);
+    signal_poll_.data = this;
+    uv_poll_start(&signal_poll_, UV_READABLE, OnSignal);
   }
   if (o_.lifeline_fd >= 0) {
     uv_pipe_init(loop_, &lifeline_, 0);
@@ -657,7 +677,12 @@ int Auditor::Run() {
 
   uv_run(loop_, UV_RUN_DEFAULT);
   uv_loop_close(loop_);
+  if (signal_fd_ >= 0) ::close(signal_fd_);
 
+  return ExitCode();
+}
+
+int Auditor::ExitCode() const {
   if (output_failed_) return 3;
   if (interrupted_) return 130;
   return verdict_pass_ ? 0 : 1;

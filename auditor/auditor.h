@@ -15,6 +15,7 @@ struct Options {
   double kill_grace_s = 2;  // TERM, then KILL after this long
   int lifeline_fd = -1;     // EOF here means our runner is gone
   std::vector<std::string> argv;  // the test's command line
+  bool exit_when_done = false;    // _exit() once job.end is written
 };
 
 // Runs the test and writes its events to stdout. Returns the auditor's exit

@@ -89,6 +89,7 @@ int Serve(int control) {
       if (dup2(fd, STDOUT_FILENO) < 0) _exit(3);
       close(fd);
       o.lifeline_fd = 3;
+      o.exit_when_done = true;
       _exit(Run(o));
     }
     int e = errno;

@@ -124,7 +124,6 @@ class Runner {
   int64_t done_ = 0;
   int slots_ = 1;
   int64_t start_us_ = 0;
-  int signals_seen_ = 0;
   bool stopping_ = false;
   bool interrupted_ = false;
   bool output_failed_ = false;
@@ -491,7 +490,6 @@ void Runner::Stop(bool interrupted) {
 
 void Runner::OnSignal(uv_signal_t* s, int) {
   auto* self = static_cast<Runner*>(s->data);
-  ++self->signals_seen_;
   // A second signal makes each auditor skip the grace (it KILLs at once).
   self->Stop(true);
 }

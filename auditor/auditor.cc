@@ -252,6 +252,8 @@ class Auditor : public tap::Sink {
   bool leaked_ = false;
   bool finished_ = false;
   bool verdict_pass_ = false;
+  bool core_dumped_ = false;
+  struct rusage usage_ = {};
 };
 
 void Auditor::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -296,10 +298,12 @@ void Auditor::CloseStream(Stream& s) {
 
 void Auditor::OnExit(int status) {
   exited_ = true;
-  if (WIFSIGNALED(status))
+  if (WIFSIGNALED(status)) {
     term_signal_ = WTERMSIG(status);
-  else
+    core_dumped_ = WCOREDUMP(status);
+  } else {
     exit_status_ = WEXITSTATUS(status);
+  }
   // We are a child subreaper, so whatever the test left running (in its
   // process group or out of it) is now our child: it was leaked, unless we
   // were stopping the test (then it is what is left of that). Kill it all,
@@ -470,7 +474,10 @@ bool Auditor::Spawn() {
   started_ = true;
   uv_pipe_open(&out_.pipe, out[0]);
   uv_pipe_open(&err_.pipe, err[0]);
-  int wrc = child_.Start(loop_, pid, [this](int status) { OnExit(status); });
+  int wrc = child_.Start(loop_, pid, [this](int status, const struct rusage& usage) {
+    usage_ = usage;
+    OnExit(status);
+  });
   if (wrc != 0) {
     // Cannot learn when it ends: do not run it unobserved.
     ::kill(-pid, SIGKILL);
@@ -516,7 +523,8 @@ void Auditor::Finish() {
   if (orphaned_) reasons.push_back("stopped: the runner went away");
   if (started_) {
     if (term_signal_ != 0)
-      reasons.push_back(fmt::format("killed by {}", SignalName(term_signal_)));
+      reasons.push_back(fmt::format("killed by {}{}", SignalName(term_signal_),
+                                    core_dumped_ ? " (core dumped)" : ""));
     else if (exit_status_ != 0)
       reasons.push_back(fmt::format("exited with status {}", exit_status_));
     for (auto& p : parser_.Problems()) reasons.push_back(std::move(p));
@@ -547,7 +555,26 @@ void Auditor::Finish() {
     String(w, SignalName(term_signal_));
   else
     w.Null();
+  if (core_dumped_) {
+    Key(w, "core_dumped");
+    w.Bool(true);
+  }
   w.EndObject();
+  if (started_ && exited_) {
+    // What the test (and what it waited for) used, from wait4.
+    auto us = [](const struct timeval& tv) {
+      return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+    };
+    Key(w, "usage");
+    w.StartObject();
+    Key(w, "user_us");
+    w.Int64(us(usage_.ru_utime));
+    Key(w, "sys_us");
+    w.Int64(us(usage_.ru_stime));
+    Key(w, "max_rss_kib");
+    w.Int64(usage_.ru_maxrss);
+    w.EndObject();
+  }
   Key(w, "counts");
   w.StartObject();
   Key(w, "planned");

@@ -98,14 +98,15 @@ int ChildWatch::Start(uv_loop_t* loop, pid_t pid, Callback cb) {
 void ChildWatch::Check() {
   if (done_) return;
   int status = 0;
+  struct rusage usage = {};
   pid_t r;
   do {
-    r = waitpid(pid_, &status, WNOHANG);
+    r = wait4(pid_, &status, WNOHANG, &usage);
   } while (r < 0 && errno == EINTR);
   if (r != pid_) return;
   done_ = true;
   if (use_poll_) uv_poll_stop(&poll_);
-  cb_(status);
+  cb_(status, usage);
 }
 
 void ChildWatch::OnPoll(uv_poll_t* h, int, int) {

@@ -313,7 +313,7 @@ bool Runner::StartServer() {
   server_poll_.data = this;
   uv_poll_init(loop_, &server_poll_, server_fd_);
   uv_poll_start(&server_poll_, UV_READABLE, OnServerReadable);
-  server_watch_.Start(loop_, server_pid_, [this](int) {
+  server_watch_.Start(loop_, server_pid_, [this](int, const struct rusage&) {
     server_pid_ = -1;
     server_watch_.Close();
     if (server_up_) ServerGone("the auditor fork server died");
@@ -470,7 +470,7 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   if (job->via_server) {
     by_id_[job->id] = j;
   } else if (int wrc = job->watch.Start(
-                 loop_, job->pid, [this, j](int status) { OnExit(*j, status); })) {
+                 loop_, job->pid, [this, j](int status, const struct rusage&) { OnExit(*j, status); })) {
     HarnessError(fmt::format("cannot watch weft-auditor: {}", uv_strerror(wrc)));
     kill(job->pid, SIGKILL);
   }

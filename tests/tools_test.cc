@@ -276,3 +276,21 @@ TEST_CASE("regression: weft-logger with stdout closed writes each line once") {
   CHECK(r.code == 0);
   CHECK(d.Read("log.jsonl") == o.input);
 }
+
+TEST_CASE("weft-auditor: an exit status above 128 is a status, not a signal") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a", "exit", "139"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("reasons":["exited with status 139"],"exit":{"code":139,"signal":null})") !=
+        std::string::npos);
+  Result s = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a", "segv"});
+  CHECK(s.out.find(R"("exit":{"code":null,"signal":"SIGSEGV")") != std::string::npos);
+}
+
+TEST_CASE("weft-auditor reports the test's CPU time and peak memory") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a"});
+  CHECK(r.code == 0);
+  auto end = Lines(r.out).back();
+  CHECK(end.find(R"("usage":{"user_us":)") != std::string::npos);
+  CHECK(end.find(R"(,"sys_us":)") != std::string::npos);
+  CHECK(end.find(R"(,"max_rss_kib":)") != std::string::npos);
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -38,7 +39,8 @@ const sigset_t& IgnoredSignals();
 // handles: Close() before the loop ends; the object must outlive the close.
 class ChildWatch {
  public:
-  using Callback = std::function<void(int wait_status)>;
+  // The wait status, and the child's resource usage (wait4).
+  using Callback = std::function<void(int wait_status, const struct rusage& usage)>;
   ChildWatch() = default;
   ChildWatch(const ChildWatch&) = delete;
   ChildWatch& operator=(const ChildWatch&) = delete;

@@ -38,7 +38,10 @@ using events::WriteText;
 constexpr size_t kFlushAt = 256 * 1024;
 // After the test exits, how long its pipes may stay open (held by a
 // process that escaped its process group) before we stop reading them.
-constexpr uint64_t kDrainMs = 2000;
+// Lines of output kept for a timeout event (the last ones), each cut at
+// kLastLineBytes.
+constexpr size_t kLastLines = 10;
+constexpr size_t kLastLineBytes = 1000;
 
 const char* DirectiveName(tap::Directive d) {
   switch (d) {
@@ -230,7 +233,16 @@ class Auditor : public tap::Sink {
   // process (one per test) would set up and tear down every time.
   int signal_fd_ = -1;
   uv_poll_t signal_poll_;
-  uv_timer_t timeout_timer_, grace_timer_, drain_timer_;
+  uv_timer_t timeout_timer_, grace_timer_, drain_timer_, idle_timer_;
+  static void OnIdle(uv_timer_t* t);
+  void Timeout(const char* kind, double after_s);
+  void Remember(const char* stream, std::string_view line);
+  // The last lines of output, in a ring, for timeout events.
+  std::vector<std::pair<const char*, std::string>> last_lines_;
+  size_t last_next_ = 0;
+  uint64_t last_output_ms_ = 0;
+  const char* timeout_kind_ = nullptr;  // "wall", "idle", "after-exit"
+  double timeout_after_s_ = 0;
   uv_pipe_t lifeline_;
   bool lifeline_open_ = false;
   char lifeline_buf_[64];
@@ -268,6 +280,7 @@ void Auditor::OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
   Auditor* self = s->self;
   if (n > 0) {
     s->reader.Commit(static_cast<size_t>(n));
+    self->last_output_ms_ = uv_now(self->loop_);
     self->Drain(*s);
   } else if (n < 0) {  // UV_EOF or an error: either way, this pipe is done
     self->CloseStream(*s);
@@ -279,6 +292,7 @@ void Auditor::Drain(Stream& s) {
   std::string_view line;
   bool is_stdout = &s == &out_;
   while (s.reader.Next(&line)) {
+    Remember(s.name, line);
     if (is_stdout)
       parser_.Line(line);
     else
@@ -318,14 +332,11 @@ void Auditor::OnExit(int status) {
   reaped_group_ = true;
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&grace_timer_);
-  uv_timer_start(&drain_timer_, OnDrain, kDrainMs, 0);
+  uv_timer_stop(&idle_timer_);
+  uv_timer_start(&drain_timer_, OnDrain, Ms(o_.exit_timeout_s), 0);
   MaybeFinish();
 }
 
-// We are a child subreaper: whatever the test started and left running
-// outside its process group (a daemon, a setsid() child) is re-parented to
-// us when its parent dies. Kill each, wait for it (so its own children come
-// to us in turn), until none is left. Returns whether there were any.
 // Children that are not zombies (a zombie has already ended).
 size_t Auditor::LivingChildren() {
   size_t n = 0;
@@ -341,6 +352,10 @@ size_t Auditor::LivingChildren() {
   return n;
 }
 
+// We are a child subreaper: whatever the test started and left running
+// outside its process group (a daemon, a setsid() child) is re-parented to
+// us when its parent dies. Kill each, wait for it (so its own children come
+// to us in turn), until none is left. Returns whether there were any.
 bool Auditor::KillOrphans() {
   bool any = false;
   for (int round = 0; round < 10000; ++round) {
@@ -360,6 +375,7 @@ bool Auditor::KillOrphans() {
 
 void Auditor::OnDrain(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
+  self->Timeout("after-exit", self->o_.exit_timeout_s);
   // A process outside the test's group still holds its pipes open.
   self->CloseStream(self->out_);
   self->CloseStream(self->err_);
@@ -388,8 +404,61 @@ void Auditor::OnGrace(uv_timer_t* t) {
 
 void Auditor::OnTimeout(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
-  self->timed_out_ = true;
-  self->StopTest();
+  self->Timeout("wall", self->o_.timeout_s);
+}
+
+// Idle: no output on any stream for --idle-timeout. The timer is not
+// restarted on every read; when it fires early, it sleeps the rest.
+void Auditor::OnIdle(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  uint64_t now = uv_now(self->loop_);
+  uint64_t limit = Ms(self->o_.idle_timeout_s);
+  uint64_t quiet = now - self->last_output_ms_;
+  if (quiet < limit) {
+    uv_timer_start(t, OnIdle, limit - quiet, 0);
+    return;
+  }
+  self->Timeout("idle", self->o_.idle_timeout_s);
+}
+
+void Auditor::Remember(const char* stream, std::string_view line) {
+  if (last_lines_.size() < kLastLines) {
+    last_lines_.emplace_back(stream, std::string());
+    last_next_ = last_lines_.size() - 1;
+  }
+  auto& slot = last_lines_[last_next_];
+  slot.first = stream;
+  slot.second.assign(line.substr(0, kLastLineBytes));
+  last_next_ = (last_next_ + 1) % kLastLines;
+}
+
+// A timeout fired: say which, with the last lines of output, and stop the
+// test (after-exit: it has exited; stop reading what it left open).
+void Auditor::Timeout(const char* kind, double after_s) {
+  if (timeout_kind_ || finished_) return;
+  timed_out_ = true;
+  timeout_kind_ = kind;
+  timeout_after_s_ = after_s;
+  JsonWriter& w = writer_.Begin("timeout");
+  Key(w, "kind");
+  String(w, kind);
+  Key(w, "after_s");
+  w.Double(after_s);
+  Key(w, "last_lines");
+  w.StartArray();
+  size_t n = last_lines_.size();
+  size_t first = n < kLastLines ? 0 : last_next_;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& [stream, text] = last_lines_[(first + i) % n];
+    w.StartObject();
+    Key(w, "stream");
+    String(w, stream);
+    WriteText(w, "text", text);
+    w.EndObject();
+  }
+  w.EndArray();
+  writer_.End();
+  if (std::string_view(kind) != "after-exit") StopTest();
 }
 
 void Auditor::OnSignal(uv_poll_t* h, int, int) {
@@ -517,8 +586,17 @@ void Auditor::Finish() {
 
   std::vector<std::string> reasons;
   if (!spawn_error_.empty()) reasons.push_back(spawn_error_);
-  if (timed_out_)
-    reasons.push_back(fmt::format("timed out after {}s", o_.timeout_s));
+  if (timeout_kind_) {
+    std::string_view kind = timeout_kind_;
+    if (kind == "wall")
+      reasons.push_back(fmt::format("timed out after {}s", timeout_after_s_));
+    else if (kind == "idle")
+      reasons.push_back(fmt::format("no output for {}s (idle timeout)", timeout_after_s_));
+    else
+      reasons.push_back(fmt::format(
+          "its output was still held open {}s after it exited (after-exit timeout)",
+          timeout_after_s_));
+  }
   if (interrupted_) reasons.push_back("interrupted");
   if (orphaned_) reasons.push_back("stopped: the runner went away");
   if (started_) {
@@ -603,6 +681,8 @@ void Auditor::Finish() {
   if (timed_out_) {
     Key(w, "timed_out");
     w.Bool(true);
+    Key(w, "timeout");
+    String(w, timeout_kind_);
   }
   if (interrupted_ || orphaned_) {
     Key(w, "interrupted");
@@ -632,6 +712,7 @@ void Auditor::Finish() {
   close(&timeout_timer_);
   close(&grace_timer_);
   close(&drain_timer_);
+  close(&idle_timer_);
   if (lifeline_open_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&lifeline_));
     close(&lifeline_);
@@ -663,7 +744,9 @@ int Auditor::Run() {
   uv_timer_init(loop_, &timeout_timer_);
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &drain_timer_);
-  timeout_timer_.data = grace_timer_.data = drain_timer_.data = this;
+  uv_timer_init(loop_, &idle_timer_);
+  timeout_timer_.data = grace_timer_.data = drain_timer_.data =
+      idle_timer_.data = this;
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
@@ -694,6 +777,9 @@ int Auditor::Run() {
       uv_read_start(reinterpret_cast<uv_stream_t*>(&s->pipe), OnAlloc, OnRead);
     if (o_.timeout_s > 0)
       uv_timer_start(&timeout_timer_, OnTimeout, Ms(o_.timeout_s), 0);
+    last_output_ms_ = uv_now(loop_);
+    if (o_.idle_timeout_s > 0)
+      uv_timer_start(&idle_timer_, OnIdle, Ms(o_.idle_timeout_s), 0);
   } else {
     for (Stream* s : {&out_, &err_}) {
       s->open = false;

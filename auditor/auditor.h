@@ -11,8 +11,10 @@ struct Options {
   std::string run;          // run id; a new one when empty
   int64_t job = 1;          // job id within the run
   std::string name;         // what people call the test (its path)
-  double timeout_s = 0;     // 0: none
-  double kill_grace_s = 2;  // TERM, then KILL after this long
+  double timeout_s = 0;       // wall time; 0: none
+  double idle_timeout_s = 0;  // no output on any stream this long; 0: none
+  double exit_timeout_s = 2;  // output held open this long after exit
+  double kill_grace_s = 5;    // TERM, then KILL after this long
   int lifeline_fd = -1;     // EOF here means our runner is gone
   std::vector<std::string> argv;  // the test's command line
   bool exit_when_done = false;    // _exit() once job.end is written

@@ -21,6 +21,14 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s,
                  "Stop the test after SECONDS (TERM, then KILL); 0 = never")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--idle-timeout", o.idle_timeout_s,
+                 "Stop the test when it prints nothing (on any stream) for "
+                 "SECONDS; 0 = never")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--exit-timeout", o.exit_timeout_s,
+                 "After the test exits, stop reading output still held open "
+                 "(by something it passed its pipes to) after SECONDS; the job fails")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--kill-grace", o.kill_grace_s,
                  "Seconds between TERM and KILL when stopping the test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

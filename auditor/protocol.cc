@@ -19,6 +19,8 @@ std::string EncodeJob(const Options& o) {
   add(std::to_string(o.job));
   add(o.name);
   add(std::to_string(o.timeout_s));
+  add(std::to_string(o.idle_timeout_s));
+  add(std::to_string(o.exit_timeout_s));
   add(std::to_string(o.kill_grace_s));
   for (const auto& a : o.argv) add(a);
   return m;
@@ -33,14 +35,19 @@ bool DecodeJob(std::string_view m, Options* o) {
     f.push_back(m.substr(start, nul - start));
     start = nul + 1;
   }
-  if (f.size() < 7 || f[0] != "J") return false;
+  if (f.size() < 9 || f[0] != "J") return false;
   o->run = std::string(f[1]);
   auto [p, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), o->job);
   if (ec != std::errc() || p != f[2].data() + f[2].size()) return false;
   o->name = std::string(f[3]);
-  o->timeout_s = std::strtod(std::string(f[4]).c_str(), nullptr);
-  o->kill_grace_s = std::strtod(std::string(f[5]).c_str(), nullptr);
-  o->argv.assign(f.begin() + 6, f.end());
+  auto num = [](std::string_view v) {
+    return std::strtod(std::string(v).c_str(), nullptr);
+  };
+  o->timeout_s = num(f[4]);
+  o->idle_timeout_s = num(f[5]);
+  o->exit_timeout_s = num(f[6]);
+  o->kill_grace_s = num(f[7]);
+  o->argv.assign(f.begin() + 8, f.end());
   return !o->argv.empty() && !o->argv[0].empty();
 }
 

@@ -15,7 +15,8 @@ struct TestOptions {
   std::vector<std::string> paths;
   int jobs = 0;
   double timeout_s = 0;
-  double kill_grace_s = 2;
+  double idle_timeout_s = 0;
+  double kill_grace_s = 5;
   bool verbose = false;
   std::string log;
   std::string color = "auto";
@@ -33,6 +34,8 @@ int Test(const TestOptions& t) {
   std::vector<std::string> runner = {dir + "/weft-runner"};
   if (t.jobs > 0) runner.push_back(fmt::format("-j{}", t.jobs));
   if (t.timeout_s > 0) runner.push_back(fmt::format("--timeout={}", t.timeout_s));
+  if (t.idle_timeout_s > 0)
+    runner.push_back(fmt::format("--idle-timeout={}", t.idle_timeout_s));
   runner.push_back(fmt::format("--kill-grace={}", t.kill_grace_s));
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
   runner.push_back("--");
@@ -113,6 +116,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   test->add_option("--timeout", t.timeout_s,
                    "Stop a test after SECONDS (TERM, then KILL); 0 = never")
+      ->check(CLI::NonNegativeNumber);
+  test->add_option("--idle-timeout", t.idle_timeout_s,
+                   "Stop a test that prints nothing for SECONDS; 0 = never")
       ->check(CLI::NonNegativeNumber);
   test->add_option("--kill-grace", t.kill_grace_s,
                    "Seconds between TERM and KILL when stopping a test")

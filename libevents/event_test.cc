@@ -94,3 +94,14 @@ TEST_CASE("a hello of another major schema version is refused with a message") {
   CHECK(err.find("schema 2.0") != std::string::npos);
   CHECK(err.find("schema 1.0") != std::string::npos);
 }
+
+TEST_CASE("an array of objects reads as a table of string columns") {
+  Padded p(R"({"type":"timeout","last_lines":[{"stream":"stdout","text":"a"},{"text":"b","stream":"stderr"},{"stream":"x"}]})");
+  Fields f;
+  REQUIRE(f.Load(Event(p.line)));
+  std::vector<std::vector<std::string>> rows;
+  REQUIRE(f.StrTable("last_lines", {"stream", "text"}, &rows));
+  CHECK(rows == std::vector<std::vector<std::string>>{
+                    {"stdout", "a"}, {"stderr", "b"}, {"x", ""}});
+  CHECK_FALSE(f.StrTable("type", {"a"}, &rows));
+}

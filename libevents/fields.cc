@@ -98,6 +98,29 @@ bool Fields::StrArray(std::string_view key, std::vector<std::string>* out) {
   return true;
 }
 
+bool Fields::StrTable(std::string_view key,
+                      std::initializer_list<std::string_view> columns,
+                      std::vector<std::vector<std::string>>* rows) {
+  rows->clear();
+  if (!impl_->loaded) return false;
+  simdjson::ondemand::array arr;
+  if (impl_->Find(key).get_array().get(arr)) return false;
+  for (auto item : arr) {
+    simdjson::ondemand::object obj;
+    if (item.get_object().get(obj)) return false;
+    std::vector<std::string> row;
+    for (std::string_view column : columns) {
+      std::string_view v;
+      if (obj.find_field_unordered(column).get_string().get(v))
+        row.emplace_back();
+      else
+        row.emplace_back(v);
+    }
+    rows->push_back(std::move(row));
+  }
+  return true;
+}
+
 std::optional<std::string_view> Fields::Raw(std::string_view key) {
   if (!impl_->loaded) return std::nullopt;
   simdjson::ondemand::value v;

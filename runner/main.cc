@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s,
                  "Stop a test after SECONDS (TERM, then KILL); 0 = never")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--idle-timeout", o.idle_timeout_s,
+                 "Stop a test that prints nothing for SECONDS; 0 = never")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--exit-timeout", o.exit_timeout_s,
+                 "Stop reading a test's output held open SECONDS after it exited")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--kill-grace", o.kill_grace_s,
                  "Seconds between TERM and KILL when stopping a test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -329,6 +329,8 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.job = job.id;
   o.name = job.spec.name;
   o.timeout_s = o_.timeout_s;
+  o.idle_timeout_s = o_.idle_timeout_s;
+  o.exit_timeout_s = o_.exit_timeout_s;
   o.kill_grace_s = o_.kill_grace_s;
   o.argv = job.spec.argv;
   std::string m = auditor::EncodeJob(o);
@@ -424,6 +426,12 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
     args.push_back("--timeout");
     args.push_back(fmt::format("{}", o_.timeout_s));
   }
+  if (o_.idle_timeout_s > 0) {
+    args.push_back("--idle-timeout");
+    args.push_back(fmt::format("{}", o_.idle_timeout_s));
+  }
+  args.push_back("--exit-timeout");
+  args.push_back(fmt::format("{}", o_.exit_timeout_s));
   args.push_back("--kill-grace");
   args.push_back(fmt::format("{}", o_.kill_grace_s));
   args.push_back("--");
@@ -573,6 +581,10 @@ int Runner::Run() {
     if (o_.timeout_s > 0) {
       Key(w, "timeout_s");
       w.Double(o_.timeout_s);
+    }
+    if (o_.idle_timeout_s > 0) {
+      Key(w, "idle_timeout_s");
+      w.Double(o_.idle_timeout_s);
     }
     writer_.End();
   }

@@ -12,8 +12,10 @@ namespace weft::runner {
 struct Options {
   std::vector<std::string> paths;
   int jobs = 0;               // slots; 0 = number of CPUs
-  double timeout_s = 0;       // per test; 0 = none
-  double kill_grace_s = 2;
+  double timeout_s = 0;       // per test, wall time; 0 = none
+  double idle_timeout_s = 0;  // per test, without output; 0 = none
+  double exit_timeout_s = 2;  // output held open after the test exits
+  double kill_grace_s = 5;
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
   bool fork_server = true;    // fork auditors from one server, or exec each

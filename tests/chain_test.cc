@@ -367,3 +367,33 @@ TEST_CASE("regression: what a timed-out test's own children were doing is not ca
   CHECK(log.find("\"timed_out\":true") != std::string::npos);
   CHECK(log.find("\"leaked\"") == std::string::npos);
 }
+
+TEST_CASE("a test that goes quiet is stopped by --idle-timeout, with its last lines shown") {
+  TempDir d;
+  d.HelperTest("t/quiet", "plan 2 ok first stderr 'working on 2' hang");
+  Result r = WeftTest(d, {"--idle-timeout=0.3", "--kill-grace=0.5", "t"});
+  CHECK(r.code == 1);
+  CHECK(Normalize(r.out).rfind(
+            "FAIL t/quiet (<t>)\n"
+            "  no output for <t> (idle timeout)\n"
+            "  killed by SIGTERM\n"
+            "  planned 2 but ran 1\n"
+            "  idle timeout; its last 3 lines of output:\n"
+            "    stdout: 1..2\n"
+            "    stdout: ok 1 - first\n"
+            "    stderr: working on 2\n",
+            0) == 0);
+  std::string log = d.Read(".weft/latest");
+  CHECK(log.find(R"("kind":"idle","after_s":0.3,"last_lines":[)") != std::string::npos);
+  CHECK(log.find(R"("timed_out":true,"timeout":"idle")") != std::string::npos);
+}
+
+TEST_CASE("the wall-clock timeout names itself in a timeout event") {
+  TempDir d;
+  d.HelperTest("t/slow", "plan 1 flood 3 hang");
+  Result r = WeftTest(d, {"--timeout=0.3", "--kill-grace=0.5", "t"});
+  CHECK(r.code == 1);
+  std::string log = d.Read(".weft/latest");
+  CHECK(log.find(R"("kind":"wall","after_s":0.3,"last_lines":[{"stream":"stdout","text":"1..1"},)") !=
+        std::string::npos);
+}

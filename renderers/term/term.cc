@@ -170,6 +170,17 @@ void Renderer::Line(std::string_view line) {
     } else {
       v.attach = false;
     }
+  } else if (type == "timeout") {
+    if (!f_.Load(e)) return;
+    JobView& v = View(f_.Int("job").value_or(-1));
+    std::string kind(f_.Str("kind").value_or("?"));
+    std::vector<std::vector<std::string>> rows;
+    f_.StrTable("last_lines", {"stream", "text"}, &rows);
+    v.detail.push_back(fmt::format("  {} timeout; its last {} lines of output:",
+                                   kind, rows.size()));
+    for (const auto& row : rows)
+      v.detail.push_back(fmt::format("    {}: {}", row[0], Visible(row[1])));
+    if (o_.verbose) Print(fmt::format("{}: {} timeout\n", v.name, kind));
   } else if (type == "subtest") {
     if (!o_.verbose || !f_.Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));

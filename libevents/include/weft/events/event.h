@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,6 +80,11 @@ class Fields {
                                       std::string_view key);
   // An array of strings; false if absent or not such an array.
   bool StrArray(std::string_view key, std::vector<std::string>* out);
+  // An array of objects as a table: for each object, the string values of
+  // "columns" in order (empty when absent). False if not such an array.
+  bool StrTable(std::string_view key,
+                std::initializer_list<std::string_view> columns,
+                std::vector<std::vector<std::string>>* rows);
   // The raw JSON text of a field's value (object, array, anything).
   std::optional<std::string_view> Raw(std::string_view key);
 

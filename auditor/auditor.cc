@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "native.h"
 #include "tap.h"
 
 extern char** environ;
@@ -41,6 +42,8 @@ constexpr size_t kFlushAt = 256 * 1024;
 // Lines of output kept for a timeout event (the last ones), each cut at
 // kLastLineBytes.
 constexpr size_t kLastLines = 10;
+// The fd the test finds its native event pipe on (WEFT_EVENT_FD).
+constexpr int kEventFd = 3;
 constexpr size_t kLastLineBytes = 1000;
 
 const char* DirectiveName(tap::Directive d) {
@@ -163,6 +166,8 @@ class Auditor : public tap::Sink {
   }
 
   void Where(JsonWriter& w, const tap::Context& c) {
+    Key(w, "source");
+    String(w, "tap");
     if (c.depth == 0 || !c.path) return;
     Key(w, "depth");
     w.Int(c.depth);
@@ -225,7 +230,15 @@ class Auditor : public tap::Sink {
   uv_loop_t* loop_ = nullptr;
 
   ChildWatch child_;
-  Stream out_, err_;
+  Stream out_, err_, ev_;  // stdout, stderr, native events
+  void NativeLine(std::string_view line);
+  // Native assertions and plan, counted beside the TAP's.
+  struct {
+    bool used = false, plan_seen = false;
+    int64_t planned = 0;
+    uint64_t run = 0, passed = 0, failed = 0, skipped = 0, todo = 0,
+             todo_passed = 0, errors = 0;
+  } native_;
   uv_check_t check_;
   FlushTimer flush_timer_;
   // SIGTERM, SIGINT, SIGHUP through a signalfd: blocked, then read as
@@ -291,7 +304,12 @@ void Auditor::OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 void Auditor::Drain(Stream& s) {
   std::string_view line;
   bool is_stdout = &s == &out_;
+  bool is_events = &s == &ev_;
   while (s.reader.Next(&line)) {
+    if (is_events) {
+      NativeLine(line);
+      continue;
+    }
     Remember(s.name, line);
     if (is_stdout)
       parser_.Line(line);
@@ -299,6 +317,48 @@ void Auditor::Drain(Stream& s) {
       Output(s.name, line);
     if (writer_.batch().size() >= kFlushAt) Flush();
   }
+}
+
+// A line from the test's event fd: checked, then stamped with the
+// envelope by splicing text; or refused with a parse_error naming it.
+void Auditor::NativeLine(std::string_view line) {
+  if (line.empty() || line == "\r") return;
+  NativeEvent e;
+  std::string err;
+  if (!ParseNative(line, &e, &err)) {
+    ++native_.errors;
+    JsonWriter& w = writer_.Begin("parse_error");
+    WriteText(w, "message", err);
+    Key(w, "line");
+    w.Uint64(ev_.reader.line_no());
+    Key(w, "source");
+    String(w, "fd");
+    WriteText(w, "text", line.substr(0, 1000));
+    writer_.End();
+    return;
+  }
+  native_.used = true;
+  if (e.type == "assert") {
+    ++native_.run;
+    bool todo = e.directive == "todo", skip = e.directive == "skip";
+    if (e.ok) {
+      ++native_.passed;
+      if (skip) ++native_.skipped;
+      if (todo) ++native_.todo_passed;
+    } else if (todo) {
+      ++native_.todo;
+    } else {
+      ++native_.failed;
+    }
+  } else if (e.type == "plan") {
+    if (native_.plan_seen) ++native_.errors;
+    native_.plan_seen = true;
+    native_.planned = e.count;
+  }
+  JsonWriter& w = writer_.Begin(e.type);
+  Key(w, "source");
+  String(w, "fd");
+  writer_.EndRaw(e.rest);
 }
 
 void Auditor::CloseStream(Stream& s) {
@@ -379,6 +439,7 @@ void Auditor::OnDrain(uv_timer_t* t) {
   // A process outside the test's group still holds its pipes open.
   self->CloseStream(self->out_);
   self->CloseStream(self->err_);
+  self->CloseStream(self->ev_);
   self->MaybeFinish();
 }
 
@@ -494,26 +555,26 @@ bool Auditor::Spawn() {
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     if (kv.starts_with("HARNESS_ACTIVE=") || kv.starts_with("WEFT_RUN_ID=") ||
-        kv.starts_with("WEFT_JOB_ID="))
+        kv.starts_with("WEFT_JOB_ID=") || kv.starts_with("WEFT_EVENT_FD="))
       continue;
     env_store.emplace_back(kv);
   }
   env_store.push_back("HARNESS_ACTIVE=1");
   env_store.push_back("WEFT_RUN_ID=" + writer_.run());
   env_store.push_back(fmt::format("WEFT_JOB_ID={}", o_.job));
+  env_store.push_back(fmt::format("WEFT_EVENT_FD={}", kEventFd));
   std::vector<char*> env;
   for (auto& e : env_store) env.push_back(e.data());
   env.push_back(nullptr);
 
-  int out[2], err[2];
+  int out[2], err[2], ev[2];
   if (pipe2(out, O_CLOEXEC) != 0) {
     spawn_error_ = fmt::format("cannot start {}: pipe: {}", o_.argv[0], strerror(errno));
     return false;
   }
-  if (pipe2(err, O_CLOEXEC) != 0) {
+  if (pipe2(err, O_CLOEXEC) != 0 || pipe2(ev, O_CLOEXEC) != 0) {
     spawn_error_ = fmt::format("cannot start {}: pipe: {}", o_.argv[0], strerror(errno));
-    close(out[0]);
-    close(out[1]);
+    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
     return false;
   }
   SpawnRequest req;
@@ -521,6 +582,7 @@ bool Auditor::Spawn() {
   req.envp = env.data();
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
+  req.extra_fds = {{ev[1], kEventFd}};
   // Its own process group, so a signal to the group reaches everything it
   // started. Not its own session: the runner already put us in a session
   // of our own, without a terminal, so a terminal's Ctrl-C never reaches
@@ -532,9 +594,11 @@ bool Auditor::Spawn() {
   int rc = weft::Spawn(req, &pid);
   close(out[1]);
   close(err[1]);
+  close(ev[1]);
   if (rc != 0) {
     close(out[0]);
     close(err[0]);
+    close(ev[0]);
     spawn_error_ = fmt::format("cannot start {}: {}", o_.argv[0],
                                uv_strerror(-rc));
     return false;
@@ -543,6 +607,7 @@ bool Auditor::Spawn() {
   started_ = true;
   uv_pipe_open(&out_.pipe, out[0]);
   uv_pipe_open(&err_.pipe, err[0]);
+  uv_pipe_open(&ev_.pipe, ev[0]);
   int wrc = child_.Start(loop_, pid, [this](int status, const struct rusage& usage) {
     usage_ = usage;
     OnExit(status);
@@ -575,7 +640,7 @@ void Auditor::StartJob() {
 
 void Auditor::MaybeFinish() {
   if (finished_) return;
-  if (started_ && (!exited_ || out_.open || err_.open)) return;
+  if (started_ && (!exited_ || out_.open || err_.open || ev_.open)) return;
   Finish();
 }
 
@@ -605,7 +670,28 @@ void Auditor::Finish() {
                                     core_dumped_ ? " (core dumped)" : ""));
     else if (exit_status_ != 0)
       reasons.push_back(fmt::format("exited with status {}", exit_status_));
-    for (auto& p : parser_.Problems()) reasons.push_back(std::move(p));
+    const tap::Tally& tap = parser_.tally();
+    // A test that speaks only native events prints no TAP: no TAP plan is
+    // then no problem.
+    bool tap_silent = tap.run == 0 && !tap.plan_seen && tap.parse_errors == 0 &&
+                      !tap.bailed;
+    for (auto& p : parser_.Problems())
+      if (!(native_.used && tap_silent && p == "no plan"))
+        reasons.push_back(std::move(p));
+    if (native_.used) {
+      if (native_.failed)
+        reasons.push_back(fmt::format("{} of {} native assertions failed",
+                                      native_.failed, native_.run));
+      if (!native_.plan_seen && native_.run > 0)
+        reasons.push_back("no plan on the event fd");
+      else if (native_.plan_seen &&
+               static_cast<uint64_t>(native_.planned) != native_.run)
+        reasons.push_back(fmt::format("planned {} but ran {} on the event fd",
+                                      native_.planned, native_.run));
+    }
+    if (native_.errors)
+      reasons.push_back(fmt::format("{} bad line{} on the event fd",
+                                    native_.errors, native_.errors == 1 ? "" : "s"));
   }
   const tap::Tally& t = parser_.tally();
   const char* verdict = !reasons.empty() ? "fail"
@@ -655,25 +741,26 @@ void Auditor::Finish() {
   }
   Key(w, "counts");
   w.StartObject();
+  // TAP and native events together.
   Key(w, "planned");
-  if (t.plan_seen)
-    w.Int64(t.planned);
+  if (t.plan_seen || native_.plan_seen)
+    w.Int64((t.plan_seen ? t.planned : 0) + (native_.plan_seen ? native_.planned : 0));
   else
     w.Null();
   Key(w, "run");
-  w.Uint64(t.run);
+  w.Uint64(t.run + native_.run);
   Key(w, "passed");
-  w.Uint64(t.passed);
+  w.Uint64(t.passed + native_.passed);
   Key(w, "failed");
-  w.Uint64(t.failed);
+  w.Uint64(t.failed + native_.failed);
   Key(w, "skipped");
-  w.Uint64(t.skipped);
+  w.Uint64(t.skipped + native_.skipped);
   Key(w, "todo");
-  w.Uint64(t.todo);
+  w.Uint64(t.todo + native_.todo);
   Key(w, "todo_passed");
-  w.Uint64(t.todo_passed);
+  w.Uint64(t.todo_passed + native_.todo_passed);
   Key(w, "parse_errors");
-  w.Uint64(t.parse_errors);
+  w.Uint64(t.parse_errors + native_.errors);
   w.EndObject();
   if (t.skip_all && !t.skip_reason.empty())
     WriteText(w, "skip_reason", t.skip_reason);
@@ -728,7 +815,7 @@ int Auditor::Run() {
 
   writer_.Hello("weft-auditor");
 
-  for (Stream* s : {&out_, &err_}) {
+  for (Stream* s : {&out_, &err_, &ev_}) {
     uv_pipe_init(loop_, &s->pipe, 0);
     s->pipe.data = s;
     s->self = this;
@@ -736,6 +823,7 @@ int Auditor::Run() {
   }
   out_.name = "stdout";
   err_.name = "stderr";
+  ev_.name = "events";
 
   uv_check_init(loop_, &check_);
   check_.data = this;
@@ -773,7 +861,7 @@ int Auditor::Run() {
   StartJob();
   Flush();
   if (spawned) {
-    for (Stream* s : {&out_, &err_})
+    for (Stream* s : {&out_, &err_, &ev_})
       uv_read_start(reinterpret_cast<uv_stream_t*>(&s->pipe), OnAlloc, OnRead);
     if (o_.timeout_s > 0)
       uv_timer_start(&timeout_timer_, OnTimeout, Ms(o_.timeout_s), 0);
@@ -781,7 +869,7 @@ int Auditor::Run() {
     if (o_.idle_timeout_s > 0)
       uv_timer_start(&idle_timer_, OnIdle, Ms(o_.idle_timeout_s), 0);
   } else {
-    for (Stream* s : {&out_, &err_}) {
+    for (Stream* s : {&out_, &err_, &ev_}) {
       s->open = false;
       uv_close(reinterpret_cast<uv_handle_t*>(&s->pipe), nullptr);
     }

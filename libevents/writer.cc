@@ -39,6 +39,11 @@ void EventWriter::End() {
   buf_.Put('\n');
 }
 
+void EventWriter::EndRaw(std::string_view rest) {
+  // The Writer still thinks the object is open; Begin() resets it.
+  AppendRaw(rest);
+}
+
 void EventWriter::AppendRaw(std::string_view line) {
   char* p = buf_.Push(line.size() + 1);
   std::memcpy(p, line.data(), line.size());

@@ -397,3 +397,51 @@ TEST_CASE("the wall-clock timeout names itself in a timeout event") {
   CHECK(log.find(R"("kind":"wall","after_s":0.3,"last_lines":[{"stream":"stdout","text":"1..1"},)") !=
         std::string::npos);
 }
+
+TEST_CASE("native events on WEFT_EVENT_FD count like TAP, stamped by the auditor") {
+  TempDir d;
+  d.HelperTest("t/native",
+               R"(event '{"type":"plan","count":2}' )"
+               R"(event '{"type":"assert","ok":true,"description":"native one"}' )"
+               R"(event '{"type":"note","message":"for people"}' )"
+               R"(event '{"type":"assert","ok":false,"description":"native two"}' )"
+               R"(event '{"type":"diag","message":"got 1, wanted 2"}')");
+  Result r = WeftTest(d, {"t"});
+  CHECK(r.code == 1);
+  CHECK(Normalize(r.out).rfind(
+            "FAIL t/native (<t>)\n"
+            "  1 of 2 native assertions failed\n"
+            "  not ok - native two\n"
+            "      diag: got 1, wanted 2\n",
+            0) == 0);
+  CHECK(SummaryOf(r.out).find("Assertions: 1 passed, 1 failed, 0 skipped, 0 todo (2 in all).") !=
+        std::string::npos);
+  std::string log = d.Read(".weft/latest");
+  // Spliced: the test's own bytes follow the envelope the auditor wrote.
+  CHECK(log.find(R"(,"job":1,"seq":)") != std::string::npos);
+  CHECK(log.find(R"(,"source":"fd","ok":true,"description":"native one"})") != std::string::npos);
+}
+
+TEST_CASE("a test cannot forge run-level events or another job's through the event fd") {
+  TempDir d;
+  d.HelperTest("t/forger",
+               R"(plan 1 ok fine )"
+               R"(event '{"type":"summary","verdict":"pass","exit":0}' )"
+               R"(event '{"type":"job.end","verdict":"pass"}' )"
+               R"(event '{"type":"assert","ok":true,"job":99}' )"
+               R"(event '{"type":"assert","ok":true' )"
+               R"(event 'not json')");
+  Result r = WeftTest(d, {"t"});
+  CHECK(r.code == 1);
+  std::string out = Normalize(r.out);
+  CHECK(out.find("  5 bad lines on the event fd\n") != std::string::npos);
+  CHECK(out.find("bad event on the event fd at line 1: type \"summary\" is not one a test may send") !=
+        std::string::npos);
+  CHECK(out.find("bad event on the event fd at line 3: a test may not set \"job\": the auditor stamps it") !=
+        std::string::npos);
+  // Only one summary in the log: the overlord's.
+  std::string log = d.Read(".weft/latest");
+  CHECK(log.find(R"({"type":"summary")") == log.rfind(R"({"type":"summary")"));
+  // The forged job id survives only as quoted text inside a parse_error.
+  CHECK(log.find(R"("job":99)") == std::string::npos);
+}

@@ -148,8 +148,10 @@ void Renderer::Line(std::string_view line) {
     std::string desc(f_.Str("description").value_or(""));
     std::string reason(f_.Str("reason").value_or(""));
     int64_t depth = f_.Int("depth").value_or(0);
-    std::string text = fmt::format("{}{} {}{}{}", std::string(4 * depth, ' '),
-                                   ok ? "ok" : "not ok", number,
+    // Native asserts (from the event fd) carry no number.
+    std::string text = fmt::format("{}{}{}{}{}", std::string(4 * depth, ' '),
+                                   ok ? "ok" : "not ok",
+                                   number > 0 ? fmt::format(" {}", number) : "",
                                    desc.empty() ? "" : " - " + Visible(desc),
                                    directive.empty()
                                        ? ""
@@ -189,18 +191,29 @@ void Renderer::Line(std::string_view line) {
                       std::string(4 * depth, ' '),
                       Visible(f_.Str("name").value_or(""))));
   } else if (type == "comment" || type == "output" || type == "parse_error" ||
-             type == "bail") {
+             type == "bail" || type == "diag" || type == "note") {
     if (!f_.Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
     std::string text;
     bool is_stderr = false;
     if (type == "comment") {
       text = "# " + Visible(f_.Str("text").value_or(""));
+    } else if (type == "diag" || type == "note") {
+      // Native events: a diagnostic joins the failure before it; a note
+      // is for people and shows with -v.
+      text = std::string(type) + ": " + Visible(f_.Str("message").value_or(""));
+      if (type == "note") {
+        if (o_.verbose) Print(fmt::format("{}: {}\n", v.name, text));
+        return;
+      }
     } else if (type == "output") {
       is_stderr = f_.Str("stream").value_or("") == "stderr";
       text = Visible(f_.Str("text").value_or(""));
     } else if (type == "parse_error") {
-      text = fmt::format("TAP parse error at line {}: {}",
+      text = fmt::format("{} at line {}: {}",
+                         f_.Str("source").value_or("") == "fd"
+                             ? "bad event on the event fd"
+                             : "TAP parse error",
                          f_.Int("line").value_or(0),
                          Visible(f_.Str("message").value_or("")));
       v.detail.push_back("  " + text);

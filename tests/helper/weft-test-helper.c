@@ -35,6 +35,8 @@
  *   ignore-term     ignore SIGTERM (inherited by later leaked children)
  *   pidfile PATH    write our pid and a newline to PATH (atomically, by
  *                   rename, so a reader never sees a partial file)
+ *   event TEXT      write TEXT and a newline to the fd named by
+ *                   WEFT_EVENT_FD (weft's native events); exit 2 if unset
  *
  * Every action's output is flushed before the next action starts, so the
  * order of stdout and stderr is fixed at the action level. At the end of the
@@ -77,7 +79,7 @@ static const struct action actions[] = {
     {"abort", ARG_NONE},      {"exit", ARG_NUMBER},
     {"fork-leak", ARG_NONE},  {"setsid-leak", ARG_NONE},
     {"close-stdout", ARG_NONE}, {"ignore-term", ARG_NONE},
-    {"pidfile", ARG_TEXT},
+    {"pidfile", ARG_TEXT},    {"event", ARG_TEXT},
 };
 
 static int test_number;
@@ -322,6 +324,16 @@ static void run(const char *name, const char *arg)
         out(arg, strlen(arg));
     } else if (strcmp(name, "stderr") == 0) {
         fprintf(stderr, "%s\n", arg);
+    } else if (strcmp(name, "event") == 0) {
+        const char *fd_text = getenv("WEFT_EVENT_FD");
+        if (!fd_text) {
+            fprintf(stderr, "weft-test-helper: WEFT_EVENT_FD is not set\n");
+            exit(2);
+        }
+        int fd = atoi(fd_text);
+        size_t len = strlen(arg);
+        if (write(fd, arg, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
+            die("write to WEFT_EVENT_FD");
     } else if (strcmp(name, "garbage") == 0) {
         garbage(n);
     } else if (strcmp(name, "longline") == 0) {

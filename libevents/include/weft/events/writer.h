@@ -35,6 +35,11 @@ class EventWriter {
                     int64_t job = -2);
   void End();
 
+  // Ends an event begun with Begin() with bytes another producer wrote:
+  // "rest" is the remainder of its JSON object (",…}" or "}"), spliced in
+  // as text, not re-encoded. The caller has validated it.
+  void EndRaw(std::string_view rest);
+
   // Appends a line another producer wrote, unchanged, plus '\n'.
   void AppendRaw(std::string_view line);
 

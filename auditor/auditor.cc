@@ -17,6 +17,7 @@
 #include <weft/events/writer.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -215,7 +216,10 @@ class Auditor : public tap::Sink {
   void OnExit(int wait_status);
   bool KillOrphans();
   int ExitCode() const;
-  static size_t LivingChildren();
+  static std::vector<std::pair<pid_t, std::string>> LivingChildren();
+  std::vector<std::pair<pid_t, std::string>> leaks_;  // left running at exit
+  std::string tmpdir_;
+  bool tmpdir_kept_ = false;
   static void OnCheck(uv_check_t* c);
   static void OnSignal(uv_poll_t* h, int status, int events);
   static void OnTimeout(uv_timer_t* t);
@@ -385,7 +389,8 @@ void Auditor::OnExit(int status) {
   // With no child left at all, nothing of the test's is left either (every
   // leftover is a descendant of one of our children).
   if (!Children().empty()) {
-    if (LivingChildren() > 0 && !term_sent_) leaked_ = true;
+    if (!term_sent_) leaks_ = LivingChildren();
+    leaked_ = !leaks_.empty();
     ::kill(-pid_, SIGKILL);
     KillOrphans();
   }
@@ -397,19 +402,26 @@ void Auditor::OnExit(int status) {
   MaybeFinish();
 }
 
-// Children that are not zombies (a zombie has already ended).
-size_t Auditor::LivingChildren() {
-  size_t n = 0;
+// Children that are not zombies (a zombie has already ended), with their
+// command lines, for the leak report.
+std::vector<std::pair<pid_t, std::string>> Auditor::LivingChildren() {
+  std::vector<std::pair<pid_t, std::string>> living;
   for (pid_t k : Children()) {
     std::ifstream stat(fmt::format("/proc/{}/stat", k));
     std::string line;
     std::getline(stat, line);
     auto close = line.rfind(')');
-    if (close != std::string::npos && close + 2 < line.size() &&
-        line[close + 2] != 'Z' && line[close + 2] != 'X')
-      ++n;
+    if (close == std::string::npos || close + 2 >= line.size() ||
+        line[close + 2] == 'Z' || line[close + 2] == 'X')
+      continue;
+    std::ifstream cmdline(fmt::format("/proc/{}/cmdline", k), std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(cmdline)), {});
+    while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
+    for (char& c : cmd)
+      if (c == '\0') c = ' ';
+    living.emplace_back(k, std::move(cmd));
   }
-  return n;
+  return living;
 }
 
 // We are a child subreaper: whatever the test started and left running
@@ -549,17 +561,29 @@ void Auditor::OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 }
 
 bool Auditor::Spawn() {
+  // Its own TMPDIR: removed after a pass, kept (and named in job.end)
+  // after a failure or with --keep.
+  const char* tmp_env = getenv("TMPDIR");
+  std::string tmpl = fmt::format("{}/weft-{}-{}-XXXXXX",
+                                 tmp_env && *tmp_env ? tmp_env : "/tmp",
+                                 writer_.run(), o_.job);
+  if (mkdtemp(tmpl.data())) tmpdir_ = tmpl;
+
   // The test's environment: ours, plus what a TAP test expects under a
   // harness and what identifies the job.
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     if (kv.starts_with("HARNESS_ACTIVE=") || kv.starts_with("WEFT_RUN_ID=") ||
-        kv.starts_with("WEFT_JOB_ID=") || kv.starts_with("WEFT_EVENT_FD="))
+        kv.starts_with("WEFT_JOB_ID=") || kv.starts_with("WEFT_EVENT_FD=") ||
+        kv.starts_with("WEFT_ATTEMPT=") ||
+        (kv.starts_with("TMPDIR=") && !tmpdir_.empty()))
       continue;
     env_store.emplace_back(kv);
   }
+  if (!tmpdir_.empty()) env_store.push_back("TMPDIR=" + tmpdir_);
   env_store.push_back("HARNESS_ACTIVE=1");
+  env_store.push_back(fmt::format("WEFT_ATTEMPT={}", o_.attempt));
   env_store.push_back("WEFT_RUN_ID=" + writer_.run());
   env_store.push_back(fmt::format("WEFT_JOB_ID={}", o_.job));
   env_store.push_back(fmt::format("WEFT_EVENT_FD={}", kEventFd));
@@ -689,6 +713,14 @@ void Auditor::Finish() {
         reasons.push_back(fmt::format("planned {} but ran {} on the event fd",
                                       native_.planned, native_.run));
     }
+    if (leaked_ && o_.leaks_fail) {
+      std::string which;
+      for (const auto& [pid, cmd] : leaks_)
+        which += fmt::format("{}{} ({})", which.empty() ? "" : ", ", pid,
+                             cmd.substr(0, 80));
+      reasons.push_back(fmt::format("left {} process{} running: {}", leaks_.size(),
+                                    leaks_.size() == 1 ? "" : "es", which));
+    }
     if (native_.errors)
       reasons.push_back(fmt::format("{} bad line{} on the event fd",
                                     native_.errors, native_.errors == 1 ? "" : "s"));
@@ -698,6 +730,11 @@ void Auditor::Finish() {
                         : t.skip_all     ? "skip"
                                          : "pass";
   verdict_pass_ = reasons.empty();
+  if (!tmpdir_.empty()) {
+    tmpdir_kept_ = !verdict_pass_ || o_.keep_tmpdir;
+    std::error_code ec;
+    if (!tmpdir_kept_) std::filesystem::remove_all(tmpdir_, ec);
+  }
 
   JsonWriter& w = writer_.Begin("job.end", end_us);
   WriteText(w, "name", o_.name.empty() ? o_.argv[0] : o_.name);
@@ -778,7 +815,18 @@ void Auditor::Finish() {
   if (leaked_) {
     Key(w, "leaked");
     w.Bool(true);
+    Key(w, "leaks");
+    w.StartArray();
+    for (const auto& [pid, cmd] : leaks_) {
+      w.StartObject();
+      Key(w, "pid");
+      w.Int(pid);
+      WriteText(w, "cmd", cmd);
+      w.EndObject();
+    }
+    w.EndArray();
   }
+  if (!tmpdir_.empty() && tmpdir_kept_) WriteText(w, "tmpdir", tmpdir_);
   Key(w, "duration_us");
   w.Int64(end_us - start_us_);
   writer_.End();

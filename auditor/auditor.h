@@ -18,6 +18,9 @@ struct Options {
   int lifeline_fd = -1;     // EOF here means our runner is gone
   std::vector<std::string> argv;  // the test's command line
   bool exit_when_done = false;    // _exit() once job.end is written
+  int attempt = 1;                // WEFT_ATTEMPT
+  bool keep_tmpdir = false;       // keep the test's TMPDIR after a pass
+  bool leaks_fail = true;         // processes left running fail the job
 };
 
 // Runs the test and writes its events to stdout. Returns the auditor's exit

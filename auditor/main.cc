@@ -32,6 +32,15 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", o.kill_grace_s,
                  "Seconds between TERM and KILL when stopping the test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--attempt", o.attempt, "The attempt number (WEFT_ATTEMPT)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_flag("--keep", o.keep_tmpdir,
+               "Keep the test's TMPDIR after it passes (it is always kept "
+               "after a failure)");
+  std::string leaks = "fail";
+  app.add_option("--leaks", leaks,
+                 "Processes a test leaves running: fail the job, or only warn")
+      ->check(CLI::IsMember({"fail", "warn"}))->capture_default_str();
   app.add_option("--lifeline-fd", o.lifeline_fd,
                  "An fd whose EOF means the runner is gone: stop the test and exit");
   bool serve = false;
@@ -42,6 +51,7 @@ int main(int argc, char** argv) {
   app.footer("Exit codes: 0 the test passed, 1 it failed, 2 usage error, "
              "3 the auditor failed, 130 interrupted.\nSee docs/weft-auditor.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  o.leaks_fail = leaks == "fail";
   if (serve) return weft::auditor::Serve(STDIN_FILENO);
   o.argv = app.remaining();
   if (!o.argv.empty() && o.argv.front() == "--") {

@@ -17,6 +17,8 @@ struct TestOptions {
   double timeout_s = 0;
   double idle_timeout_s = 0;
   double kill_grace_s = 5;
+  bool keep = false;
+  std::string leaks = "fail";
   bool verbose = false;
   std::string log;
   std::string color = "auto";
@@ -38,6 +40,8 @@ int Test(const TestOptions& t) {
     runner.push_back(fmt::format("--idle-timeout={}", t.idle_timeout_s));
   runner.push_back(fmt::format("--kill-grace={}", t.kill_grace_s));
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
+  if (t.keep) runner.push_back("--keep");
+  runner.push_back("--leaks=" + t.leaks);
   runner.push_back("--");
   for (const auto& p : t.paths) runner.push_back(p);
   std::vector<std::string> logger = {dir + "/weft-logger"};
@@ -123,6 +127,11 @@ int main(int argc, char** argv) {
   test->add_option("--kill-grace", t.kill_grace_s,
                    "Seconds between TERM and KILL when stopping a test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  test->add_flag("--keep", t.keep,
+                 "Keep each test's TMPDIR after it passes (always kept after a failure)");
+  test->add_option("--leaks", t.leaks,
+                   "Processes a test leaves running: fail the job (default), or only warn")
+      ->check(CLI::IsMember({"fail", "warn"}));
   test->add_flag("-v,--verbose", t.verbose, "Show every job and assertion");
   test->add_option("-o,--log", t.log,
                    "Write the log here (default: .weft/runs/<run-id>.jsonl)");

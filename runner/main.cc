@@ -29,6 +29,12 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", o.kill_grace_s,
                  "Seconds between TERM and KILL when stopping a test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_flag("--keep", o.keep_tmpdir,
+               "Keep each test's TMPDIR after it passes (always kept after a failure)");
+  std::string leaks = "fail";
+  app.add_option("--leaks", leaks,
+                 "Processes a test leaves running: fail the job, or only warn")
+      ->check(CLI::IsMember({"fail", "warn"}))->capture_default_str();
   app.add_option("--run", o.run, "Run id (default: a new one)");
   app.add_option("--auditor", o.auditor,
                  "The weft-auditor to use (default: the one beside this program)");
@@ -44,5 +50,6 @@ int main(int argc, char** argv) {
              "130 interrupted.\nSee docs/weft-runner.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
   o.fork_server = !no_fork_server;
+  o.leaks_fail = leaks == "fail";
   return weft::runner::Run(o);
 }

@@ -332,6 +332,8 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.idle_timeout_s = o_.idle_timeout_s;
   o.exit_timeout_s = o_.exit_timeout_s;
   o.kill_grace_s = o_.kill_grace_s;
+  o.keep_tmpdir = o_.keep_tmpdir;
+  o.leaks_fail = o_.leaks_fail;
   o.argv = job.spec.argv;
   std::string m = auditor::EncodeJob(o);
   for (;;) {
@@ -434,6 +436,8 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   args.push_back(fmt::format("{}", o_.exit_timeout_s));
   args.push_back("--kill-grace");
   args.push_back(fmt::format("{}", o_.kill_grace_s));
+  if (o_.keep_tmpdir) args.push_back("--keep");
+  args.push_back(o_.leaks_fail ? "--leaks=fail" : "--leaks=warn");
   args.push_back("--");
   for (const auto& a : job->spec.argv) args.push_back(a);
   job->pipe.data = job.get();

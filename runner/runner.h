@@ -16,6 +16,8 @@ struct Options {
   double idle_timeout_s = 0;  // per test, without output; 0 = none
   double exit_timeout_s = 2;  // output held open after the test exits
   double kill_grace_s = 5;
+  bool keep_tmpdir = false;   // keep each test's TMPDIR after a pass
+  bool leaks_fail = true;     // processes left running fail the job
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
   bool fork_server = true;    // fork auditors from one server, or exec each

@@ -3,6 +3,9 @@
 #include <doctest/doctest.h>
 #include <signal.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -12,6 +15,10 @@
 using namespace weft::testing;
 
 namespace {
+std::string fmt_reason(pid_t pid) {
+  return "\"reasons\":[\"left 1 process running: " + std::to_string(pid) + " (";
+}
+
 const char* kTools[] = {"weft", "weft-runner", "weft-auditor", "weft-overlord",
                         "weft-logger", "weft-render-term"};
 
@@ -87,18 +94,65 @@ TEST_CASE("weft-auditor keeps a last line without newline and a long line whole"
   CHECK(r.out.find(R"("stream":"stdout","text":"tail-without-newline"})") != std::string::npos);
 }
 
-TEST_CASE("weft-auditor flags what a test leaves running, in its group or out of it, and kills it") {
+TEST_CASE("weft-auditor fails a test that leaves processes running, names them, and kills them") {
   for (const char* how : {"fork-leak", "setsid-leak"}) {
     CAPTURE(how);
     Result r = Run({Bin("weft-auditor"), "--", Helper(), "plan", "1", "ok", "a", how});
-    CHECK(r.code == 0);
-    CHECK(r.out.find(R"("leaked":true)") != std::string::npos);
-    // The helper says which pid it leaked; it must be gone.
+    CHECK(r.code == 1);
+    // The helper says which pid it leaked; it must be named, and gone.
     auto at = r.out.find("leaked pid ");
     REQUIRE(at != std::string::npos);
     pid_t pid = std::stoi(r.out.substr(at + 11));
+    CHECK(r.out.find(fmt_reason(pid)) != std::string::npos);
+    CHECK(r.out.find("\"leaked\":true,\"leaks\":[{\"pid\":" + std::to_string(pid) +
+                     ",\"cmd\":\"" + Helper()) != std::string::npos);
     CHECK(WaitFor(5, [&] { return !Alive(pid); }));
   }
+  // --leaks=warn: reported and killed, but the job passes.
+  Result w = Run({Bin("weft-auditor"), "--leaks=warn", "--", Helper(), "plan", "1", "ok",
+                  "a", "fork-leak"});
+  CHECK(w.code == 0);
+  CHECK(w.out.find(R"("verdict":"pass")") != std::string::npos);
+  CHECK(w.out.find(R"("leaked":true)") != std::string::npos);
+}
+
+TEST_CASE("each test gets its own TMPDIR: removed after a pass, kept and named after a failure") {
+  TempDir d;
+  d.Write("pass.sh", "echo 1..1; echo ok 1; echo \"$TMPDIR\" >&2; touch \"$TMPDIR/x\"\n");
+  d.Write("fail.sh", "echo 1..1; echo not ok 1; echo \"$TMPDIR\" >&2; touch \"$TMPDIR/x\"\n");
+  auto dir_of = [](const std::string& out) {
+    auto at = out.find(R"("stream":"stderr","text":")");
+    REQUIRE(at != std::string::npos);
+    at += 26;
+    return out.substr(at, out.find('"', at) - at);
+  };
+  Result pass = Run({Bin("weft-auditor"), "--", "sh", d.path() + "/pass.sh"});
+  CHECK(pass.code == 0);
+  std::string pass_dir = dir_of(pass.out);
+  CHECK(pass_dir.find("/weft-") != std::string::npos);
+  CHECK(access(pass_dir.c_str(), F_OK) != 0);
+  Result fail = Run({Bin("weft-auditor"), "--", "sh", d.path() + "/fail.sh"});
+  CHECK(fail.code == 1);
+  std::string fail_dir = dir_of(fail.out);
+  CHECK(access((fail_dir + "/x").c_str(), F_OK) == 0);
+  CHECK(fail.out.find("\"tmpdir\":\"" + fail_dir + "\"") != std::string::npos);
+  std::filesystem::remove_all(fail_dir);
+  Result keep = Run({Bin("weft-auditor"), "--keep", "--", "sh", d.path() + "/pass.sh"});
+  std::string keep_dir = dir_of(keep.out);
+  CHECK(access((keep_dir + "/x").c_str(), F_OK) == 0);
+  std::filesystem::remove_all(keep_dir);
+}
+
+TEST_CASE("the test's environment names the job, the attempt and the event fd") {
+  TempDir d;
+  d.Write("env.sh", "echo 1..1; echo ok 1; env | grep -E '^(WEFT_|HARNESS_ACTIVE)' | sort >&2\n");
+  Result r = Run({Bin("weft-auditor"), "--run", "R1", "--job", "4", "--attempt", "2", "--",
+                  "sh", d.path() + "/env.sh"});
+  CHECK(r.code == 0);
+  for (const char* kv : {"HARNESS_ACTIVE=1", "WEFT_ATTEMPT=2", "WEFT_EVENT_FD=3",
+                         "WEFT_JOB_ID=4", "WEFT_RUN_ID=R1"})
+    CHECK(r.out.find(std::string(R"("stream":"stderr","text":")") + kv + "\"") !=
+          std::string::npos);
 }
 
 TEST_CASE("weft-auditor stops a test that ignores SIGTERM with SIGKILL after the grace") {

@@ -250,6 +250,10 @@ void Renderer::Line(std::string_view line) {
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
       PrintFailure(job, v);
       failed_.emplace_back(v.name, std::move(reasons));
+    } else if (f_.Bool("leaked").value_or(false)) {
+      // --leaks=warn: it passed, but left processes running (now killed).
+      Print(fmt::format("{} {} ({}): left processes running; they were killed\n",
+                        Paint("WARN", kYellow), v.name, FormatDuration(duration)));
     } else if (o_.verbose) {
       Print(fmt::format("{} {} ({})\n",
                         verdict == "skip" ? Paint("SKIP", kYellow)

@@ -109,7 +109,7 @@ class Auditor : public tap::Sink {
     writer_.End();
   }
   void OnAssert(const tap::Assertion& a, const tap::Context& c) override {
-    int64_t now = events::NowMicros();
+    int64_t now = writer_.batch_ts() >= 0 ? writer_.batch_ts() : events::NowMicros();
     JsonWriter& w = writer_.Begin("assert", now);
     Key(w, "number");
     w.Uint64(a.number);
@@ -236,9 +236,11 @@ class Auditor : public tap::Sink {
   ChildWatch child_;
   Stream out_, err_, ev_;  // stdout, stderr, native events
   void NativeLine(std::string_view line);
+  void NativeError(std::string_view message, std::string_view line);
   // Native assertions and plan, counted beside the TAP's.
   struct {
-    bool used = false, plan_seen = false;
+    bool used = false, plan_seen = false, bailed = false;
+    std::string bail_reason;
     int64_t planned = 0;
     uint64_t run = 0, passed = 0, failed = 0, skipped = 0, todo = 0,
              todo_passed = 0, errors = 0;
@@ -309,6 +311,8 @@ void Auditor::Drain(Stream& s) {
   std::string_view line;
   bool is_stdout = &s == &out_;
   bool is_events = &s == &ev_;
+  // Every line of this read arrived at the same moment: one clock read.
+  writer_.set_batch_ts(events::NowMicros());
   while (s.reader.Next(&line)) {
     if (is_events) {
       NativeLine(line);
@@ -321,6 +325,19 @@ void Auditor::Drain(Stream& s) {
       Output(s.name, line);
     if (writer_.batch().size() >= kFlushAt) Flush();
   }
+  writer_.set_batch_ts(-1);
+}
+
+void Auditor::NativeError(std::string_view message, std::string_view line) {
+  ++native_.errors;
+  JsonWriter& w = writer_.Begin("parse_error");
+  WriteText(w, "message", message);
+  Key(w, "line");
+  w.Uint64(ev_.reader.line_no());
+  Key(w, "source");
+  String(w, "fd");
+  WriteText(w, "text", line.substr(0, 1000));
+  writer_.End();
 }
 
 // A line from the test's event fd: checked, then stamped with the
@@ -330,15 +347,7 @@ void Auditor::NativeLine(std::string_view line) {
   NativeEvent e;
   std::string err;
   if (!ParseNative(line, &e, &err)) {
-    ++native_.errors;
-    JsonWriter& w = writer_.Begin("parse_error");
-    WriteText(w, "message", err);
-    Key(w, "line");
-    w.Uint64(ev_.reader.line_no());
-    Key(w, "source");
-    String(w, "fd");
-    WriteText(w, "text", line.substr(0, 1000));
-    writer_.End();
+    NativeError(err, line);
     return;
   }
   native_.used = true;
@@ -355,9 +364,16 @@ void Auditor::NativeLine(std::string_view line) {
       ++native_.failed;
     }
   } else if (e.type == "plan") {
-    if (native_.plan_seen) ++native_.errors;
+    if (native_.plan_seen) {
+      // As in TAP: one plan; a second is an error and is not passed on.
+      NativeError("a second plan on the event fd", line);
+      return;
+    }
     native_.plan_seen = true;
     native_.planned = e.count;
+  } else if (e.type == "bail") {
+    native_.bailed = true;
+    native_.bail_reason = e.reason;
   }
   JsonWriter& w = writer_.Begin(e.type);
   Key(w, "source");
@@ -702,6 +718,10 @@ void Auditor::Finish() {
     for (auto& p : parser_.Problems())
       if (!(native_.used && tap_silent && p == "no plan"))
         reasons.push_back(std::move(p));
+    if (native_.bailed)
+      reasons.push_back(native_.bail_reason.empty()
+                            ? std::string("bailed out")
+                            : "bailed out: " + native_.bail_reason);
     if (native_.used) {
       if (native_.failed)
         reasons.push_back(fmt::format("{} of {} native assertions failed",
@@ -801,7 +821,10 @@ void Auditor::Finish() {
   w.EndObject();
   if (t.skip_all && !t.skip_reason.empty())
     WriteText(w, "skip_reason", t.skip_reason);
-  if (t.bailed) WriteText(w, "bail_reason", t.bail_reason);
+  if (t.bailed)
+    WriteText(w, "bail_reason", t.bail_reason);
+  else if (native_.bailed)
+    WriteText(w, "bail_reason", native_.bail_reason);
   if (timed_out_) {
     Key(w, "timed_out");
     w.Bool(true);

@@ -62,6 +62,7 @@ struct Handler
   }
   bool String(const char* s, rapidjson::SizeType n, bool) {
     if (Top() && key == "directive") e->directive.assign(s, n);
+    if (Top() && key == "reason" && e->type == "bail") e->reason.assign(s, n);
     return true;
   }
   bool Int64(int64_t v) {

@@ -15,6 +15,7 @@ struct NativeEvent {
   std::string_view rest;  // the line after the type's closing quote
   bool has_ok = false, ok = false;        // assert
   std::string directive;                  // assert: "todo" / "skip"
+  std::string reason;                     // bail
   bool has_count = false;                 // plan
   int64_t count = 0;
 };

@@ -16,6 +16,7 @@ struct TestOptions {
   int jobs = 0;
   double timeout_s = 0;
   double idle_timeout_s = 0;
+  double exit_timeout_s = 2;
   double kill_grace_s = 5;
   bool keep = false;
   std::string leaks = "fail";
@@ -38,6 +39,7 @@ int Test(const TestOptions& t) {
   if (t.timeout_s > 0) runner.push_back(fmt::format("--timeout={}", t.timeout_s));
   if (t.idle_timeout_s > 0)
     runner.push_back(fmt::format("--idle-timeout={}", t.idle_timeout_s));
+  runner.push_back(fmt::format("--exit-timeout={}", t.exit_timeout_s));
   runner.push_back(fmt::format("--kill-grace={}", t.kill_grace_s));
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
   if (t.keep) runner.push_back("--keep");
@@ -124,6 +126,9 @@ int main(int argc, char** argv) {
   test->add_option("--idle-timeout", t.idle_timeout_s,
                    "Stop a test that prints nothing for SECONDS; 0 = never")
       ->check(CLI::NonNegativeNumber);
+  test->add_option("--exit-timeout", t.exit_timeout_s,
+                   "Stop reading a test's output held open SECONDS after it exited")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   test->add_option("--kill-grace", t.kill_grace_s,
                    "Seconds between TERM and KILL when stopping a test")
       ->capture_default_str()->check(CLI::NonNegativeNumber);

@@ -19,8 +19,15 @@ JsonWriter& EventWriter::Begin(std::string_view type, int64_t ts_us,
   w_.Key("type", 4);
   w_.String(type.data(), static_cast<rapidjson::SizeType>(type.size()));
   if (!run_.empty()) {
+    // The run id is the same on every event: escaped once, then copied.
+    if (run_json_.empty()) {
+      rapidjson::StringBuffer sb;
+      JsonWriter w(sb);
+      w.String(run_.data(), static_cast<rapidjson::SizeType>(run_.size()));
+      run_json_.assign(sb.GetString(), sb.GetSize());
+    }
     w_.Key("run", 3);
-    w_.String(run_.data(), static_cast<rapidjson::SizeType>(run_.size()));
+    w_.RawValue(run_json_.data(), run_json_.size(), rapidjson::kStringType);
   }
   if (job == -2) job = job_;
   if (job >= 0) {
@@ -30,7 +37,7 @@ JsonWriter& EventWriter::Begin(std::string_view type, int64_t ts_us,
   w_.Key("seq", 3);
   w_.Uint64(seq_++);
   w_.Key("ts", 2);
-  w_.Int64(ts_us >= 0 ? ts_us : NowMicros());
+  w_.Int64(ts_us >= 0 ? ts_us : batch_ts_ >= 0 ? batch_ts_ : NowMicros());
   return w_;
 }
 

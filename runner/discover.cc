@@ -42,10 +42,10 @@ std::string Resolve(const std::string& name) {
   std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
   while (!dirs.empty()) {
     size_t colon = dirs.find(':');
-    std::string dir(dirs.substr(0, colon));
+    std::string_view dir = dirs.substr(0, colon);
     dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
     if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + name;
+    std::string candidate = fmt::format("{}/{}", dir, name);
     struct stat st;
     if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         access(candidate.c_str(), X_OK) == 0) {

@@ -348,3 +348,17 @@ TEST_CASE("weft-auditor reports the test's CPU time and peak memory") {
   CHECK(end.find(R"(,"sys_us":)") != std::string::npos);
   CHECK(end.find(R"(,"max_rss_kib":)") != std::string::npos);
 }
+
+TEST_CASE("a native bail out fails the job, and a second native plan is refused") {
+  Result r = Run({Bin("weft-auditor"), "--", Helper(), "event", R"({"type":"plan","count":1})",
+                  "event", R"({"type":"plan","count":5})", "event",
+                  R"({"type":"assert","ok":true})", "event",
+                  R"({"type":"bail","reason":"database gone"})"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("message":"a second plan on the event fd","line":2,"source":"fd")") !=
+        std::string::npos);
+  CHECK(r.out.find(R"("reasons":["bailed out: database gone","1 bad line on the event fd"])") !=
+        std::string::npos);
+  CHECK(r.out.find(R"("bail_reason":"database gone")") != std::string::npos);
+  CHECK(r.out.find(R"("counts":{"planned":1,"run":1,"passed":1,)") != std::string::npos);
+}

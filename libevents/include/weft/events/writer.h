@@ -22,7 +22,14 @@ class EventWriter {
   EventWriter(const EventWriter&) = delete;
   EventWriter& operator=(const EventWriter&) = delete;
 
-  void set_run(std::string run) { run_ = std::move(run); }
+  void set_run(std::string run) {
+    run_ = std::move(run);
+    run_json_.clear();
+  }
+  // While >= 0, the "ts" of events begun without one: the moment a batch
+  // of lines was read (one clock read per read, not per event).
+  void set_batch_ts(int64_t ts_us) { batch_ts_ = ts_us; }
+  int64_t batch_ts() const { return batch_ts_; }
   const std::string& run() const { return run_; }
   int64_t job() const { return job_; }
   uint64_t seq() const { return seq_; }
@@ -56,6 +63,8 @@ class EventWriter {
 
  private:
   std::string run_;
+  std::string run_json_;  // run_ as a JSON string, escaped once
+  int64_t batch_ts_ = -1;
   int64_t job_;
   uint64_t seq_ = 0;
   rapidjson::StringBuffer buf_;

@@ -296,6 +296,9 @@ struct Parser::Impl {
 
   Sink* sink;
   Tally* tally;
+  // Pragmas exist from TAP 13 on: before a "TAP version 13/14" line, a
+  // "pragma" line is ordinary output (as TAP::Parser reads TAP 12).
+  bool pragmas_allowed = false;
   std::vector<Level> levels;  // [0, depth] are open; the rest is reusable
   size_t depth = 0;
   std::vector<std::string> path;          // names of levels 1..depth
@@ -366,9 +369,12 @@ struct Parser::Impl {
 
   // A subtest that ends without its parent's test point (the parent moved
   // on, or the stream ended) is an error of the parent.
+  // After a bail out, nothing more is expected of the stream: the bail out
+  // explains the subtests it left open, as it does an unmet plan.
   void AbandonDeeperThan(size_t keep) {
     while (depth > keep) {
       PopLevel();
+      if (tally->bailed) continue;
       message.assign("subtest ");
       if (!closing_name.empty())
         message.append("'").append(closing_name).append("' ");
@@ -464,8 +470,8 @@ void Parser::Impl::Line(std::string_view line) {
   const bool is_plan = !is_test && MatchPlan(content, &plan);
   const bool is_version =
       !is_test && !is_plan && MatchVersion(content, &version, &version_value);
-  const bool is_pragma =
-      !is_test && !is_plan && !is_version && MatchPragma(content, &pragmas);
+  const bool is_pragma = !is_test && !is_plan && !is_version &&
+                         pragmas_allowed && MatchPragma(content, &pragmas);
   if (!is_test && !is_plan && !is_version && !is_pragma) {
     Other(line, here, true);
     return;
@@ -787,6 +793,7 @@ void Parser::Impl::Version(Number number, uint64_t value, size_t at) {
     return;
   }
   if (number == Number::kOk && value >= 13 && value <= 14) {
+    pragmas_allowed = true;
     sink->OnVersion(int(value), Ctx(at));
     return;
   }

@@ -25,6 +25,26 @@ extern char** environ;
 namespace weft::testing {
 
 namespace {
+
+// Every process the tests start gets TMPDIR under one directory of ours,
+// removed when the test program ends: the auditor keeps a failed test's
+// TMPDIR, and the tests fail tests on purpose.
+struct ScratchTmp {
+  std::string dir;
+  ScratchTmp() {
+    char tmpl[] = "/tmp/weft-tests-XXXXXX";
+    if (mkdtemp(tmpl)) {
+      dir = tmpl;
+      setenv("TMPDIR", dir.c_str(), 1);
+    }
+  }
+  ~ScratchTmp() {
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  }
+};
+ScratchTmp g_scratch_tmp;
+
 double Now() {
   return std::chrono::duration<double>(
              std::chrono::steady_clock::now().time_since_epoch())

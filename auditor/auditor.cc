@@ -629,6 +629,7 @@ bool Auditor::Spawn() {
   // the test (we stop it in order), and a new session per test would cost
   // the kernel a scheduling group per test.
   req.new_group = true;
+  req.no_handlers = true;  // SIGTERM, SIGINT, SIGHUP come by signalfd
   start_us_ = last_assert_us_ = events::NowMicros();
   pid_t pid = -1;
   int rc = weft::Spawn(req, &pid);

@@ -23,6 +23,9 @@ struct SpawnRequest {
   std::vector<std::pair<int, int>> extra_fds;  // {our fd, child's fd}
   bool new_session = false;            // setsid(): own session and group
   bool new_group = false;              // setpgid(0, 0): own process group
+  // We install no signal handlers (signals come through a signalfd): a
+  // cheaper vfork-based spawn that resets only ignored signals is safe.
+  bool no_handlers = false;
 };
 
 // Starts the child with every signal at its default disposition and an

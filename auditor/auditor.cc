@@ -579,11 +579,15 @@ void Auditor::OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 bool Auditor::Spawn() {
   // Its own TMPDIR: removed after a pass, kept (and named in job.end)
   // after a failure or with --keep.
-  const char* tmp_env = getenv("TMPDIR");
-  std::string tmpl = fmt::format("{}/weft-{}-{}-XXXXXX",
-                                 tmp_env && *tmp_env ? tmp_env : "/tmp",
-                                 writer_.run(), o_.job);
-  if (mkdtemp(tmpl.data())) tmpdir_ = tmpl;
+  if (!o_.tmpdir.empty()) {
+    tmpdir_ = o_.tmpdir;
+  } else {
+    const char* tmp_env = getenv("TMPDIR");
+    std::string tmpl = fmt::format("{}/weft-{}-{}-XXXXXX",
+                                   tmp_env && *tmp_env ? tmp_env : "/tmp",
+                                   writer_.run(), o_.job);
+    if (mkdtemp(tmpl.data())) tmpdir_ = tmpl;
+  }
 
   // The test's environment: ours, plus what a TAP test expects under a
   // harness and what identifies the job.
@@ -753,11 +757,15 @@ void Auditor::Finish() {
   verdict_pass_ = reasons.empty();
   if (!tmpdir_.empty()) {
     tmpdir_kept_ = !verdict_pass_ || o_.keep_tmpdir;
-    // Most tests leave it empty: one rmdir, and the tree walk only when
-    // that fails.
     std::error_code ec;
-    if (!tmpdir_kept_ && rmdir(tmpdir_.c_str()) != 0)
+    if (!tmpdir_kept_ && !o_.tmpdir.empty()) {
+      // The fork server's, to be reused: emptied, kept.
+      for (const auto& entry : std::filesystem::directory_iterator(tmpdir_, ec))
+        std::filesystem::remove_all(entry.path(), ec);
+    } else if (!tmpdir_kept_ && rmdir(tmpdir_.c_str()) != 0) {
+      // Most tests leave it empty: one rmdir; the tree walk only if not.
       std::filesystem::remove_all(tmpdir_, ec);
+    }
   }
 
   JsonWriter& w = writer_.Begin("job.end", end_us);

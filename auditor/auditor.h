@@ -21,6 +21,10 @@ struct Options {
   int attempt = 1;                // WEFT_ATTEMPT
   bool keep_tmpdir = false;       // keep the test's TMPDIR after a pass
   bool leaks_fail = true;         // processes left running fail the job
+  // A TMPDIR made for us (by the fork server, which reuses it for the
+  // next job after a pass): we empty it after a pass instead of removing
+  // it. Empty: we make our own.
+  std::string tmpdir;
 };
 
 // Runs the test and writes its events to stdout. Returns the auditor's exit

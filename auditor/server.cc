@@ -44,6 +44,11 @@ int Serve(int control) {
   constexpr size_t kMax = 1 << 20;
   std::unique_ptr<char[]> buf(new char[kMax]);
   std::map<pid_t, int64_t> jobs;
+  // TMPDIRs: one made per job only when none is free; a passing job's
+  // (emptied by its auditor) serves the next, sparing a mkdir and an
+  // rmdir per job. A failed job's is kept for the user.
+  std::vector<std::string> free_dirs;
+  std::map<pid_t, std::pair<std::string, bool>> dir_of;  // pid -> dir, reusable
 
   for (;;) {
     struct pollfd p[2] = {{control, POLLIN, 0}, {sfd, POLLIN, 0}};
@@ -62,6 +67,12 @@ int Serve(int control) {
         if (it == jobs.end()) continue;
         Send(control, fmt::format("E {} {}", it->second, status));
         jobs.erase(it);
+        auto d = dir_of.find(pid);
+        if (d != dir_of.end()) {
+          if (d->second.second && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+            free_dirs.push_back(std::move(d->second.first));
+          dir_of.erase(d);
+        }
       }
     }
     if (!p[0].revents) continue;
@@ -74,6 +85,16 @@ int Serve(int control) {
       if (fd >= 0) close(fd);
       Send(control, fmt::format("F {} {}", o.job, EINVAL));
       continue;
+    }
+    if (free_dirs.empty()) {
+      const char* tmp_env = getenv("TMPDIR");
+      std::string tmpl = fmt::format("{}/weft-{}-XXXXXX",
+                                     tmp_env && *tmp_env ? tmp_env : "/tmp", o.run);
+      if (mkdtemp(tmpl.data())) free_dirs.push_back(std::move(tmpl));
+    }
+    if (!free_dirs.empty()) {
+      o.tmpdir = std::move(free_dirs.back());
+      free_dirs.pop_back();
     }
     pid_t pid = fork();
     if (pid == 0) {
@@ -95,13 +116,16 @@ int Serve(int control) {
     int e = errno;
     close(fd);
     if (pid < 0) {
+      if (!o.tmpdir.empty()) free_dirs.push_back(o.tmpdir);
       Send(control, fmt::format("F {} {}", o.job, e));
       continue;
     }
     jobs[pid] = o.job;
+    if (!o.tmpdir.empty()) dir_of[pid] = {o.tmpdir, !o.keep_tmpdir};
     Send(control, fmt::format("S {} {}", o.job, pid));
   }
   close(sfd);
+  for (const auto& dir : free_dirs) rmdir(dir.c_str());
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -444,4 +445,23 @@ TEST_CASE("a test cannot forge run-level events or another job's through the eve
   CHECK(log.find(R"({"type":"summary")") == log.rfind(R"({"type":"summary")"));
   // The forged job id survives only as quoted text inside a parse_error.
   CHECK(log.find(R"("job":99)") == std::string::npos);
+}
+
+TEST_CASE("a run leaves no TMPDIR behind but those of failed tests, which it names") {
+  TempDir d;
+  TempDir tmp;
+  for (const char* name : {"t/a.sh", "t/b.sh", "t/c.sh"})
+    d.Write(name, "echo 1..1; touch \"$TMPDIR/scratch\"; echo ok 1\n");
+  d.Write("t/d.sh", "echo 1..1; touch \"$TMPDIR/evidence\"; echo not ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  o.env = {"TMPDIR=" + tmp.path()};
+  Result r = Run({Bin("weft"), "test", "-j1", "t"}, o);
+  CHECK(r.code == 1);
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path()))
+    left.push_back(e.path().string());
+  REQUIRE(left.size() == 1);
+  CHECK(std::filesystem::exists(left[0] + "/evidence"));
+  CHECK(d.Read(".weft/latest").find("\"tmpdir\":\"" + left[0] + "\"") != std::string::npos);
 }

@@ -79,6 +79,14 @@ Child::Child(const std::vector<std::string>& argv, const RunOptions& o)
     std::string kv(*e);
     // Tests see plain output unless they ask otherwise.
     if (kv.rfind("NO_COLOR=", 0) == 0) continue;
+    // A variable the test sets replaces the inherited one.
+    bool overridden = false;
+    for (const auto& e : o.env) {
+      auto eq = e.find('=');
+      if (eq != std::string::npos && kv.compare(0, eq + 1, e, 0, eq + 1) == 0)
+        overridden = true;
+    }
+    if (overridden) continue;
     env.push_back(kv);
   }
   for (const auto& e : o.env) env.push_back(e);

@@ -362,3 +362,31 @@ TEST_CASE("a native bail out fails the job, and a second native plan is refused"
   CHECK(r.out.find(R"("bail_reason":"database gone")") != std::string::npos);
   CHECK(r.out.find(R"("counts":{"planned":1,"run":1,"passed":1,)") != std::string::npos);
 }
+
+TEST_CASE("each executable's page in docs/ shows its --help exactly") {
+  const char* docs = getenv("WEFT_DOCS");
+  REQUIRE(docs != nullptr);
+  struct Page {
+    std::vector<std::string> argv;
+    std::string page;
+  };
+  std::vector<Page> pages = {
+      {{Bin("weft"), "--help"}, "weft.md"},
+      {{Bin("weft"), "test", "--help"}, "weft.md"},
+      {{Bin("weft"), "replay", "--help"}, "weft.md"},
+      {{Bin("weft-runner"), "--help"}, "weft-runner.md"},
+      {{Bin("weft-auditor"), "--help"}, "weft-auditor.md"},
+      {{Bin("weft-overlord"), "--help"}, "weft-overlord.md"},
+      {{Bin("weft-logger"), "--help"}, "weft-logger.md"},
+      {{Bin("weft-render-term"), "--help"}, "weft-render-term.md"},
+  };
+  for (const auto& p : pages) {
+    CAPTURE(p.argv[1]);
+    CAPTURE(p.page);
+    std::string help = Run(p.argv).out;
+    while (!help.empty() && help.back() == '\n') help.pop_back();
+    std::ifstream in(std::string(docs) + "/" + p.page);
+    std::string page((std::istreambuf_iterator<char>(in)), {});
+    CHECK(page.find(help) != std::string::npos);
+  }
+}

@@ -929,6 +929,11 @@ int Auditor::Run() {
     uv_poll_start(&signal_poll_, UV_READABLE, OnSignal);
   }
   if (o_.lifeline_fd >= 0) {
+    // Started for a runner: besides the lifeline pipe, a SIGTERM (through
+    // the signalfd just made) when our parent dies, however it dies.
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) kill(getpid(), SIGTERM);  // it died just now
     uv_pipe_init(loop_, &lifeline_, 0);
     lifeline_.data = this;
     if (uv_pipe_open(&lifeline_, o_.lifeline_fd) == 0 &&

@@ -465,3 +465,18 @@ TEST_CASE("a run leaves no TMPDIR behind but those of failed tests, which it nam
   CHECK(std::filesystem::exists(left[0] + "/evidence"));
   CHECK(d.Read(".weft/latest").find("\"tmpdir\":\"" + left[0] + "\"") != std::string::npos);
 }
+
+TEST_CASE("diagnostics attach to the failure before them, until the next passing assertion") {
+  TempDir d;
+  d.HelperTest("t/mixed", "plan 2 notok a line '# about a' ok b stderr 'after b'");
+  Result r = WeftTest(d, {"t"});
+  CHECK(r.code == 1);
+  CHECK(Normalize(r.out).rfind(
+            "FAIL t/mixed (<t>)\n"
+            "  1 of 2 assertions failed (#1)\n"
+            "  not ok 1 - a\n"
+            "      # about a\n"
+            "  last 1 lines of other output:\n"
+            "    stderr: after b\n",
+            0) == 0);
+}

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 
 namespace weft::term {
 
@@ -71,6 +72,20 @@ std::string Renderer::Paint(std::string_view text, int colour) const {
 
 Renderer::JobView& Renderer::View(int64_t job) { return jobs_[job]; }
 
+// The envelope's job id, read from the text: the first "job": key of a
+// line is the envelope's (a JSON string cannot hold an unescaped quote).
+std::optional<int64_t> Renderer::JobOf(std::string_view line) {
+  constexpr std::string_view kKey = ",\"job\":";
+  size_t at = line.find(kKey);
+  if (at == std::string_view::npos) return std::nullopt;
+  int64_t v = 0;
+  const char* p = line.data() + at + kKey.size();
+  const char* end = line.data() + line.size();
+  auto [q, ec] = std::from_chars(p, end, v);
+  if (ec != std::errc() || q == end || (*q != ',' && *q != '}')) return std::nullopt;
+  return v;
+}
+
 void Renderer::Print(std::string_view text) {
   if (status_shown_) {
     out_ += "\r\x1b[K";
@@ -134,6 +149,17 @@ void Renderer::Line(std::string_view line) {
     JobView& v = View(f_.Int("job").value_or(-1));
     v.name = Visible(f_.Str("name").value_or("?"));
   } else if (type == "assert") {
+    // Most assertions pass, and a passing one shows nothing without -v:
+    // for the auditor's own canonical TAP events ("source":"tap", no
+    // nested objects, no optional whitespace) that is known from the text
+    // alone. Anything else is decoded.
+    if (!o_.verbose && line.find(",\"ok\":true,") != std::string_view::npos &&
+        line.find(",\"source\":\"tap\"") != std::string_view::npos) {
+      if (auto job = JobOf(line)) {
+        if (auto it = jobs_.find(*job); it != jobs_.end()) it->second.attach = false;
+        return;
+      }
+    }
     if (!f_.Load(e)) return;
     int64_t job = f_.Int("job").value_or(-1);
     bool ok = f_.Bool("ok").value_or(false);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,7 @@ class Renderer {
   };
 
   JobView& View(int64_t job);
+  static std::optional<int64_t> JobOf(std::string_view line);
   void Print(std::string_view text);  // clears and later redraws status
   void PrintFailure(int64_t job, JobView& v);
   void StatusLine(int64_t now_us, bool force);

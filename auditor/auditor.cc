@@ -24,6 +24,7 @@
 
 #include "native.h"
 #include "tap.h"
+#include "yaml_json.h"
 
 extern char** environ;
 
@@ -109,6 +110,7 @@ class Auditor : public tap::Sink {
     writer_.End();
   }
   void OnAssert(const tap::Assertion& a, const tap::Context& c) override {
+    last_assert_number_ = a.number;
     int64_t now = writer_.batch_ts() >= 0 ? writer_.batch_ts() : events::NowMicros();
     JsonWriter& w = writer_.Begin("assert", now);
     Key(w, "number");
@@ -142,6 +144,23 @@ class Auditor : public tap::Sink {
   void OnSubtestStart(std::string_view name, const tap::Context& c) override {
     JsonWriter& w = writer_.Begin("subtest");
     WriteText(w, "name", name);
+    Where(w, c);
+    writer_.End();
+  }
+  void OnYaml(std::string_view text, const tap::Context& c) override {
+    // The block's lines went out as output already (byte for byte); this
+    // is the same block decoded, tied to the test point before it.
+    std::string json, err;
+    if (!YamlToJson(text, &json, &err)) {
+      ++yaml_errors_;  // a TAP parse error, as TAP::Parser counts it
+      OnParseError(err, c);
+      return;
+    }
+    JsonWriter& w = writer_.Begin("yaml");
+    Key(w, "number");
+    w.Uint64(last_assert_number_);
+    Key(w, "yaml");
+    w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
     Where(w, c);
     writer_.End();
   }
@@ -283,6 +302,8 @@ class Auditor : public tap::Sink {
   bool leaked_ = false;
   bool finished_ = false;
   bool verdict_pass_ = false;
+  uint64_t last_assert_number_ = 0;
+  uint64_t yaml_errors_ = 0;
   bool core_dumped_ = false;
   struct rusage usage_ = {};
 };
@@ -746,6 +767,9 @@ void Auditor::Finish() {
       reasons.push_back(fmt::format("left {} process{} running: {}", leaks_.size(),
                                     leaks_.size() == 1 ? "" : "es", which));
     }
+    if (yaml_errors_)
+      reasons.push_back(fmt::format("{} malformed YAML block{}", yaml_errors_,
+                                    yaml_errors_ == 1 ? "" : "s"));
     if (native_.errors)
       reasons.push_back(fmt::format("{} bad line{} on the event fd",
                                     native_.errors, native_.errors == 1 ? "" : "s"));
@@ -829,7 +853,7 @@ void Auditor::Finish() {
   Key(w, "todo_passed");
   w.Uint64(t.todo_passed + native_.todo_passed);
   Key(w, "parse_errors");
-  w.Uint64(t.parse_errors + native_.errors);
+  w.Uint64(t.parse_errors + native_.errors + yaml_errors_);
   w.EndObject();
   if (t.skip_all && !t.skip_reason.empty())
     WriteText(w, "skip_reason", t.skip_reason);

@@ -310,6 +310,8 @@ struct Parser::Impl {
   bool after_assert = false;
   bool yaml_active = false;
   size_t yaml_depth = 0;
+  size_t yaml_indent = 0;  // spaces before the block's "---"
+  std::string yaml_text;   // the block so far, for OnYaml
 
   std::string scratch;  // unescaped description and reason
   std::string message;  // parse error text
@@ -424,9 +426,20 @@ void Parser::Impl::Line(std::string_view line) {
     // that never terminates must not swallow the rest of the stream.
     if (blank || spaces > yaml_depth * kIndent) {
       Other(line, yaml_depth, false);
-      if (Trim(content) == "...") yaml_active = false;
+      if (Trim(content) == "...") {
+        yaml_active = false;
+        sink->OnYaml(yaml_text, Ctx(yaml_depth));
+        yaml_text.clear();
+        if (yaml_text.capacity() > kKeepCapacity) std::string().swap(yaml_text);
+        return;
+      }
+      std::string_view kept = TrimRight(line);
+      if (!kept.empty() && kept.back() == '\r') kept.remove_suffix(1);
+      kept.remove_prefix(std::min(kept.size(), std::min(spaces, yaml_indent)));
+      yaml_text.append(kept).push_back('\n');
       return;
     }
+    yaml_text.clear();
     yaml_active = false;
     ParseError("YAML block not terminated by '...'", yaml_depth);
   }
@@ -438,6 +451,8 @@ void Parser::Impl::Line(std::string_view line) {
       StartsWith(content, "---")) {
     yaml_active = true;
     yaml_depth = depth;
+    yaml_indent = spaces;
+    yaml_text.clear();
     Other(line, depth, false);
     return;
   }

@@ -61,6 +61,11 @@ class Sink {
   virtual void OnParseError(std::string_view /*message*/, const Context&) {}
   // "pragma +strict, -foo": called once per pragma, in order. Only "strict"
   // changes how the parser reads the rest of that (sub)test's TAP.
+  // A YAML diagnostic block after a test point ended with "...": its lines
+  // between "---" and "...", with the "---" line's indentation removed,
+  // joined by '\n'. (Its lines were also reported through OnOther, so the
+  // bytes are kept as output.) Not called for an unterminated block.
+  virtual void OnYaml(std::string_view /*text*/, const Context&) {}
   virtual void OnPragma(std::string_view /*name*/, bool /*enabled*/,
                         const Context&) {}
 };

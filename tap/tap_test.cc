@@ -38,9 +38,13 @@ namespace {
 class Recorder : public Sink {
  public:
   std::string log;
+  std::vector<std::string> yamls;  // OnYaml texts, apart from the log
   std::vector<uint64_t> line_numbers;
   bool contexts_consistent = true;
 
+  void OnYaml(std::string_view text, const Context&) override {
+    yamls.emplace_back(text);
+  }
   void OnVersion(int version, const Context& c) override {
     Add(c, "version " + std::to_string(version));
   }
@@ -104,6 +108,7 @@ class Recorder : public Sink {
 
 struct Result {
   std::string log;
+  std::vector<std::string> yamls;
   Tally tally;
   std::string problems;  // joined with "; "
   std::vector<uint64_t> line_numbers;
@@ -124,6 +129,7 @@ Result Parse(std::string_view tap) {
   CHECK(recorder.contexts_consistent);
   Result r;
   r.log = recorder.log;
+  r.yamls = recorder.yamls;
   r.tally = parser.tally();
   for (const std::string& p : parser.Problems()) {
     if (!r.problems.empty()) r.problems += "; ";
@@ -1335,6 +1341,23 @@ TEST_CASE("common lines are parsed without allocating") {
   CHECK(g_allocations == 0);
   parser.End();
   CHECK(parser.Problems().empty());
+}
+
+TEST_CASE("a terminated YAML block is handed over whole, its indentation removed") {
+  Result r = Parse(
+      "1..1\r\n"
+      "not ok 1 - x\n"
+      "  ---\n"
+      "  got: 1\n"
+      "  expected:\n"
+      "    - 2\n"
+      "\n"
+      "  ...\n");
+  REQUIRE(r.yamls.size() == 1);
+  CHECK(r.yamls[0] == "got: 1\nexpected:\n  - 2\n\n");
+  Result open = Parse("1..1\nok 1\n  ---\n  a: 1\nok 2\n");
+  CHECK(open.yamls.empty());  // unterminated: no block, a parse error
+  CHECK(open.tally.parse_errors == 1);
 }
 
 }  // namespace

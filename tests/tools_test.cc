@@ -390,3 +390,20 @@ TEST_CASE("each executable's page in docs/ shows its --help exactly") {
     CHECK(page.find(help) != std::string::npos);
   }
 }
+
+TEST_CASE("YAML diagnostics are decoded into a yaml event; malformed YAML fails the job") {
+  TempDir d;
+  d.Write("y.tap",
+          "TAP version 13\n1..2\nnot ok 1 - x\n  ---\n  got: 1\n  expected: [2, 3]\n"
+          "  at: {file: t.t, line: 4}\n  ...\nok 2\n  ---\n  bad: [unclosed\n  ...\n");
+  Result r = Run({Bin("weft-auditor"), "--", "/bin/cat", d.path() + "/y.tap"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("number":1,"yaml":{"got":"1","expected":["2","3"],"at":{"file":"t.t","line":"4"}},"source":"tap"})") !=
+        std::string::npos);
+  // The block's lines are kept as output too, byte for byte.
+  CHECK(r.out.find(R"("stream":"stdout","text":"  got: 1"})") != std::string::npos);
+  CHECK(r.out.find(R"("message":"malformed YAML: end of sequence flow not found")") !=
+        std::string::npos);
+  CHECK(r.out.find(R"x("reasons":["1 of 2 assertions failed (#1)","1 malformed YAML block"])x") !=
+        std::string::npos);
+}

@@ -181,12 +181,13 @@ struct PlanLine {
   uint64_t value = 0;
   bool has_comment = false;
   std::string_view comment;  // after '#', trimmed
+  std::string_view todo;     // TAP 12: "1..N todo 2 3", the numbers
 };
 
 // "1..N", then optionally "# comment". TAP::Parser's version 13 grammar only
 // takes "# SKIP ..." there and its version 12 grammar only takes a comment on
 // "1..0"; TAP 14 allows any comment, so we do, at every version.
-bool MatchPlan(std::string_view s, PlanLine* p) {
+bool MatchPlan(std::string_view s, PlanLine* p, bool tap12) {
   if (!StartsWith(s, "1..")) return false;
   s.remove_prefix(3);
   p->value = 0;
@@ -195,6 +196,15 @@ bool MatchPlan(std::string_view s, PlanLine* p) {
   s = TrimLeft(s);
   p->has_comment = false;
   p->comment = {};
+  p->todo = {};
+  // TAP::Parser's TAP 12 grammar: "1..N todo 2 3" lists the TODO tests.
+  if (tap12 && StartsWithNoCase(s, "todo") && s.size() > 4 && IsBlank(s[4])) {
+    std::string_view list = Trim(s.substr(4));
+    for (char c : list)
+      if (!(c >= '0' && c <= '9') && !IsBlank(c)) return false;
+    p->todo = list;
+    return true;
+  }
   if (s.empty()) return true;
   if (s[0] != '#') return false;  // "1..3 tests": not a plan
   p->has_comment = true;
@@ -299,6 +309,8 @@ struct Parser::Impl {
   // Pragmas exist from TAP 13 on: before a "TAP version 13/14" line, a
   // "pragma" line is ordinary output (as TAP::Parser reads TAP 12).
   bool pragmas_allowed = false;
+  // TAP 12's "1..N todo 2 3": test numbers that are TODO (top level).
+  std::vector<uint64_t> plan_todo;
   std::vector<Level> levels;  // [0, depth] are open; the rest is reusable
   size_t depth = 0;
   std::vector<std::string> path;          // names of levels 1..depth
@@ -482,7 +494,7 @@ void Parser::Impl::Line(std::string_view line) {
   uint64_t version_value = 0;
   std::string_view pragmas;
   const bool is_test = MatchTest(content, &test);
-  const bool is_plan = !is_test && MatchPlan(content, &plan);
+  const bool is_plan = !is_test && MatchPlan(content, &plan, !pragmas_allowed);
   const bool is_version =
       !is_test && !is_plan && MatchVersion(content, &version, &version_value);
   const bool is_pragma = !is_test && !is_plan && !is_version &&
@@ -641,6 +653,9 @@ void Parser::Impl::Test(const TestLine& t, size_t at, bool* ok_out,
   }
   a.description = description;
   a.reason = reason;
+  if (a.directive == Directive::kNone && at == 0 && !plan_todo.empty() &&
+      std::find(plan_todo.begin(), plan_todo.end(), a.number) != plan_todo.end())
+    a.directive = Directive::kTodo;
   if (overflow) {
     a.ok = false;
     a.directive = Directive::kNone;
@@ -771,6 +786,14 @@ void Parser::Impl::Plan(const PlanLine& p, size_t at) {
   }
   lv.plan_seen = true;
   lv.planned = int64_t(p.value);
+  if (at == 0 && !p.todo.empty()) {
+    std::string_view list = p.todo;
+    while (!(list = TrimLeft(list)).empty()) {
+      uint64_t n = 0;
+      if (ConsumeNumber(&list, &n) != Number::kOk) break;
+      plan_todo.push_back(n);
+    }
+  }
   lv.skip_all = p.value == 0;
   lv.plan_trailing = lv.count > 0;
 

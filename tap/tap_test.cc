@@ -1360,5 +1360,16 @@ TEST_CASE("a terminated YAML block is handed over whole, its indentation removed
   CHECK(open.tally.parse_errors == 1);
 }
 
+TEST_CASE("TAP 12: a todo list in the plan makes those tests TODO") {
+  Result r = Parse("1..3 todo 2 3\nok 1\nnot ok 2\nok 3\n");
+  CHECK(r.log == "plan 3\nok 1 ''\nnot ok 2 '' # TODO\nok 3 '' # TODO\n");
+  CHECK(r.tally.todo == 1);
+  CHECK(r.tally.todo_passed == 1);
+  CHECK(r.problems == "");
+  // From TAP 13 on, it is not a plan.
+  Result v13 = Parse("TAP version 13\n1..3 todo 2 3\nok 1\n");
+  CHECK_FALSE(v13.tally.plan_seen);
+}
+
 }  // namespace
 }  // namespace weft::tap

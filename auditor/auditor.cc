@@ -617,13 +617,17 @@ bool Auditor::Spawn() {
     std::string_view kv(*e);
     if (kv.starts_with("HARNESS_ACTIVE=") || kv.starts_with("WEFT_RUN_ID=") ||
         kv.starts_with("WEFT_JOB_ID=") || kv.starts_with("WEFT_EVENT_FD=") ||
-        kv.starts_with("WEFT_ATTEMPT=") ||
+        kv.starts_with("WEFT_ATTEMPT=") || kv.starts_with("TAP_VERSION=") ||
+        kv.starts_with("WEFT_VERSION=") ||
         (kv.starts_with("TMPDIR=") && !tmpdir_.empty()))
       continue;
     env_store.emplace_back(kv);
   }
   if (!tmpdir_.empty()) env_store.push_back("TMPDIR=" + tmpdir_);
   env_store.push_back("HARNESS_ACTIVE=1");
+  // What the harness reads: a producer may pick its TAP from it.
+  env_store.push_back("TAP_VERSION=14");
+  env_store.push_back("WEFT_VERSION=" WEFT_VERSION);
   env_store.push_back(fmt::format("WEFT_ATTEMPT={}", o_.attempt));
   env_store.push_back("WEFT_RUN_ID=" + writer_.run());
   env_store.push_back(fmt::format("WEFT_JOB_ID={}", o_.job));
@@ -642,8 +646,19 @@ bool Auditor::Spawn() {
     for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
     return false;
   }
+  int stdin_fd = -1;
+  if (!o_.stdin_path.empty()) {
+    stdin_fd = open(o_.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (stdin_fd < 0) {
+      spawn_error_ = fmt::format("cannot open {} for the test's stdin: {}",
+                                 o_.stdin_path, strerror(errno));
+      for (int fd : {out[0], out[1], err[0], err[1], ev[0], ev[1]}) close(fd);
+      return false;
+    }
+  }
   SpawnRequest req;
   req.argv = o_.argv;
+  req.stdin_fd = stdin_fd;
   req.envp = env.data();
   req.stdout_fd = out[1];
   req.stderr_fd = err[1];
@@ -661,6 +676,7 @@ bool Auditor::Spawn() {
   close(out[1]);
   close(err[1]);
   close(ev[1]);
+  if (stdin_fd >= 0) close(stdin_fd);
   if (rc != 0) {
     close(out[0]);
     close(err[0]);

@@ -25,6 +25,7 @@ struct Options {
   // next job after a pass): we empty it after a pass instead of removing
   // it. Empty: we make our own.
   std::string tmpdir;
+  std::string stdin_path;         // the test's stdin; empty: /dev/null
 };
 
 // Runs the test and writes its events to stdout. Returns the auditor's exit

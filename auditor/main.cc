@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   app.add_option("--leaks", leaks,
                  "Processes a test leaves running: fail the job, or only warn")
       ->check(CLI::IsMember({"fail", "warn"}))->capture_default_str();
+  app.add_option("--stdin", o.stdin_path,
+                 "The test's stdin (default: /dev/null)");
   app.add_option("--lifeline-fd", o.lifeline_fd,
                  "An fd whose EOF means the runner is gone: stop the test and exit");
   bool serve = false;

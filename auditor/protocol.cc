@@ -25,6 +25,7 @@ std::string EncodeJob(const Options& o) {
   add(std::to_string(o.attempt));
   add(o.keep_tmpdir ? "1" : "0");
   add(o.leaks_fail ? "1" : "0");
+  add(o.stdin_path);
   for (const auto& a : o.argv) add(a);
   return m;
 }
@@ -38,7 +39,7 @@ bool DecodeJob(std::string_view m, Options* o) {
     f.push_back(m.substr(start, nul - start));
     start = nul + 1;
   }
-  if (f.size() < 12 || f[0] != "J") return false;
+  if (f.size() < 13 || f[0] != "J") return false;
   o->run = std::string(f[1]);
   auto [p, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), o->job);
   if (ec != std::errc() || p != f[2].data() + f[2].size()) return false;
@@ -53,7 +54,8 @@ bool DecodeJob(std::string_view m, Options* o) {
   o->attempt = static_cast<int>(num(f[8]));
   o->keep_tmpdir = f[9] == "1";
   o->leaks_fail = f[10] == "1";
-  o->argv.assign(f.begin() + 11, f.end());
+  o->stdin_path = std::string(f[11]);
+  o->argv.assign(f.begin() + 12, f.end());
   return !o->argv.empty() && !o->argv[0].empty();
 }
 

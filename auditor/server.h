@@ -3,7 +3,7 @@
 // exec, the loader and libc's start-up (see docs/performance.md).
 //
 // Protocol, over a SOCK_SEQPACKET socket (one message per datagram):
-//   runner -> server  "J\0<run>\0<job>\0<name>\0<timeout>\0<idle>\0<exit>\0<grace>\0<attempt>\0<keep>\0<leaks>\0<argv0>\0…"
+//   runner -> server  "J\0<run>\0<job>\0<name>\0<timeout>\0<idle>\0<exit>\0<grace>\0<attempt>\0<keep>\0<leaks>\0<stdin>\0<argv0>\0…"
 //                     with SCM_RIGHTS carrying the write end of the job's
 //                     output pipe (the auditor's stdout).
 //   server -> runner  "S <job> <pid>"      the auditor runs as <pid>

@@ -20,6 +20,7 @@ struct TestOptions {
   double kill_grace_s = 5;
   bool keep = false;
   std::string leaks = "fail";
+  std::string stdin_path;
   bool verbose = false;
   std::string log;
   std::string color = "auto";
@@ -44,6 +45,7 @@ int Test(const TestOptions& t) {
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
   if (t.keep) runner.push_back("--keep");
   runner.push_back("--leaks=" + t.leaks);
+  if (!t.stdin_path.empty()) runner.push_back("--stdin=" + t.stdin_path);
   runner.push_back("--");
   for (const auto& p : t.paths) runner.push_back(p);
   std::vector<std::string> logger = {dir + "/weft-logger"};
@@ -137,6 +139,8 @@ int main(int argc, char** argv) {
   test->add_option("--leaks", t.leaks,
                    "Processes a test leaves running: fail the job (default), or only warn")
       ->check(CLI::IsMember({"fail", "warn"}));
+  test->add_option("--stdin", t.stdin_path,
+                   "Every test's stdin (default: /dev/null)");
   test->add_flag("-v,--verbose", t.verbose, "Show every job and assertion");
   test->add_option("-o,--log", t.log,
                    "Write the log here (default: .weft/runs/<run-id>.jsonl)");

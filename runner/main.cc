@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   app.add_option("--leaks", leaks,
                  "Processes a test leaves running: fail the job, or only warn")
       ->check(CLI::IsMember({"fail", "warn"}))->capture_default_str();
+  app.add_option("--stdin", o.stdin_path,
+                 "Every test's stdin (default: /dev/null)");
   app.add_option("--run", o.run, "Run id (default: a new one)");
   app.add_option("--auditor", o.auditor,
                  "The weft-auditor to use (default: the one beside this program)");

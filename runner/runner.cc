@@ -334,6 +334,7 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.kill_grace_s = o_.kill_grace_s;
   o.keep_tmpdir = o_.keep_tmpdir;
   o.leaks_fail = o_.leaks_fail;
+  o.stdin_path = o_.stdin_path;
   o.argv = job.spec.argv;
   std::string m = auditor::EncodeJob(o);
   for (;;) {
@@ -438,6 +439,7 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   args.push_back(fmt::format("{}", o_.kill_grace_s));
   if (o_.keep_tmpdir) args.push_back("--keep");
   args.push_back(o_.leaks_fail ? "--leaks=fail" : "--leaks=warn");
+  if (!o_.stdin_path.empty()) args.push_back("--stdin=" + o_.stdin_path);
   args.push_back("--");
   for (const auto& a : job->spec.argv) args.push_back(a);
   job->pipe.data = job.get();

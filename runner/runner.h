@@ -18,6 +18,7 @@ struct Options {
   double kill_grace_s = 5;
   bool keep_tmpdir = false;   // keep each test's TMPDIR after a pass
   bool leaks_fail = true;     // processes left running fail the job
+  std::string stdin_path;     // every test's stdin; empty: /dev/null
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
   bool fork_server = true;    // fork auditors from one server, or exec each

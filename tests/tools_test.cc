@@ -145,12 +145,13 @@ TEST_CASE("each test gets its own TMPDIR: removed after a pass, kept and named a
 
 TEST_CASE("the test's environment names the job, the attempt and the event fd") {
   TempDir d;
-  d.Write("env.sh", "echo 1..1; echo ok 1; env | grep -E '^(WEFT_|HARNESS_ACTIVE)' | sort >&2\n");
+  d.Write("env.sh", "echo 1..1; echo ok 1; env | grep -E '^(WEFT_|HARNESS_ACTIVE|TAP_VERSION)' | sort >&2\n");
   Result r = Run({Bin("weft-auditor"), "--run", "R1", "--job", "4", "--attempt", "2", "--",
                   "sh", d.path() + "/env.sh"});
   CHECK(r.code == 0);
   for (const char* kv : {"HARNESS_ACTIVE=1", "WEFT_ATTEMPT=2", "WEFT_EVENT_FD=3",
-                         "WEFT_JOB_ID=4", "WEFT_RUN_ID=R1"})
+                         "WEFT_JOB_ID=4", "WEFT_RUN_ID=R1", "WEFT_VERSION=0.1.0",
+                         "TAP_VERSION=14"})
     CHECK(r.out.find(std::string(R"("stream":"stderr","text":")") + kv + "\"") !=
           std::string::npos);
 }
@@ -406,4 +407,26 @@ TEST_CASE("YAML diagnostics are decoded into a yaml event; malformed YAML fails 
         std::string::npos);
   CHECK(r.out.find(R"x("reasons":["1 of 2 assertions failed (#1)","1 malformed YAML block"])x") !=
         std::string::npos);
+}
+
+TEST_CASE("a test's stdin is /dev/null unless --stdin names a file") {
+  TempDir d;
+  d.Write("in.txt", "fed through stdin\n");
+  d.Write("read.sh", "echo 1..1; read line || line=EOF; echo \"# got: $line\"; echo ok 1\n");
+  Result none = Run({Bin("weft-auditor"), "--", "sh", d.path() + "/read.sh"});
+  CHECK(none.out.find(R"("text":"got: EOF")") != std::string::npos);
+  Result fed = Run({Bin("weft-auditor"), "--stdin", d.path() + "/in.txt", "--", "sh",
+                    d.path() + "/read.sh"});
+  CHECK(fed.out.find(R"("text":"got: fed through stdin")") != std::string::npos);
+  Result missing = Run({Bin("weft-auditor"), "--stdin", d.path() + "/nope", "--", "sh",
+                        d.path() + "/read.sh"});
+  CHECK(missing.code == 1);
+  CHECK(missing.out.find("cannot open " + d.path() + "/nope for the test's stdin") !=
+        std::string::npos);
+  // Through the whole chain, the fork server passes it on.
+  d.Write("t/read.sh", "echo 1..1; read line; test \"$line\" = 'fed through stdin' && echo ok 1 || echo not ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  Result chain = Run({Bin("weft"), "test", "--stdin", d.path() + "/in.txt", "t"}, o);
+  CHECK(chain.code == 0);
 }

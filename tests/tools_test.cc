@@ -430,3 +430,34 @@ TEST_CASE("a test's stdin is /dev/null unless --stdin names a file") {
   Result chain = Run({Bin("weft"), "test", "--stdin", d.path() + "/in.txt", "t"}, o);
   CHECK(chain.code == 0);
 }
+
+TEST_CASE("after-exit timeout: output held open by a process outside the test's tree") {
+  // A holder the auditor cannot reach (our child, not the test's) takes the
+  // test's stdout over a unix socket and keeps it open.
+  TempDir d;
+  std::string sock = d.path() + "/holder.sock";
+  d.Write("holder.py",
+          "import socket, sys, time\n"
+          "s = socket.socket(socket.AF_UNIX)\n"
+          "s.bind(sys.argv[1]); s.listen(1)\n"
+          "print('ready', flush=True)\n"
+          "c, _ = s.accept()\n"
+          "msg, fds, _, _ = socket.recv_fds(c, 10, 4)\n"
+          "time.sleep(30)\n");
+  d.Write("giver.py",
+          "import socket, sys\n"
+          "print('1..1'); print('ok 1', flush=True)\n"
+          "c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])\n"
+          "socket.send_fds(c, [b'x'], [1])\n");
+  RunOptions o;
+  Child holder({"/usr/bin/env", "python3", d.path() + "/holder.py", sock}, o);
+  REQUIRE(WaitFor(20, [&] { return std::filesystem::exists(sock); }));
+  Result r = Run({Bin("weft-auditor"), "--exit-timeout", "0.5", "--", "python3",
+                  d.path() + "/giver.py", sock});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("kind":"after-exit","after_s":0.5)") != std::string::npos);
+  CHECK(r.out.find("its output was still held open 0.5s after it exited (after-exit timeout)") !=
+        std::string::npos);
+  CHECK(r.out.find(R"("timed_out":true,"timeout":"after-exit")") != std::string::npos);
+  kill(holder.pid(), SIGKILL);
+}

@@ -233,9 +233,10 @@ class Auditor : public tap::Sink {
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
   void OnExit(int wait_status);
-  bool KillOrphans();
+  static void KillOrphans(std::vector<pid_t> kids);
   int ExitCode() const;
-  static std::vector<std::pair<pid_t, std::string>> LivingChildren();
+  static std::vector<std::pair<pid_t, std::string>> LivingChildren(
+      const std::vector<pid_t>& kids);
   std::vector<std::pair<pid_t, std::string>> leaks_;  // left running at exit
   std::string tmpdir_;
   bool tmpdir_kept_ = false;
@@ -425,11 +426,11 @@ void Auditor::OnExit(int status) {
   // so nothing outlives the job.
   // With no child left at all, nothing of the test's is left either (every
   // leftover is a descendant of one of our children).
-  if (!Children().empty()) {
-    if (!term_sent_) leaks_ = LivingChildren();
+  if (std::vector<pid_t> kids = Children(); !kids.empty()) {
+    if (!term_sent_) leaks_ = LivingChildren(kids);
     leaked_ = !leaks_.empty();
     ::kill(-pid_, SIGKILL);
-    KillOrphans();
+    KillOrphans(std::move(kids));
   }
   reaped_group_ = true;
   uv_timer_stop(&timeout_timer_);
@@ -441,9 +442,10 @@ void Auditor::OnExit(int status) {
 
 // Children that are not zombies (a zombie has already ended), with their
 // command lines, for the leak report.
-std::vector<std::pair<pid_t, std::string>> Auditor::LivingChildren() {
+std::vector<std::pair<pid_t, std::string>> Auditor::LivingChildren(
+    const std::vector<pid_t>& kids) {
   std::vector<std::pair<pid_t, std::string>> living;
-  for (pid_t k : Children()) {
+  for (pid_t k : kids) {
     std::ifstream stat(fmt::format("/proc/{}/stat", k));
     std::string line;
     std::getline(stat, line);
@@ -464,13 +466,9 @@ std::vector<std::pair<pid_t, std::string>> Auditor::LivingChildren() {
 // We are a child subreaper: whatever the test started and left running
 // outside its process group (a daemon, a setsid() child) is re-parented to
 // us when its parent dies. Kill each, wait for it (so its own children come
-// to us in turn), until none is left. Returns whether there were any.
-bool Auditor::KillOrphans() {
-  bool any = false;
-  for (int round = 0; round < 10000; ++round) {
-    std::vector<pid_t> kids = Children();
-    if (kids.empty()) break;
-    any = true;
+// to us in turn), until none is left. "kids" is the first round's list.
+void Auditor::KillOrphans(std::vector<pid_t> kids) {
+  for (int round = 0; round < 10000 && !kids.empty(); ++round) {
     for (pid_t k : kids) {
       ::kill(-k, SIGKILL);  // its group, if it leads one
       ::kill(k, SIGKILL);
@@ -478,8 +476,8 @@ bool Auditor::KillOrphans() {
     for (pid_t k : kids)
       while (waitpid(k, nullptr, 0) < 0 && errno == EINTR) {
       }
+    kids = Children();
   }
-  return any;
 }
 
 void Auditor::OnDrain(uv_timer_t* t) {
@@ -603,11 +601,7 @@ bool Auditor::Spawn() {
   if (!o_.tmpdir.empty()) {
     tmpdir_ = o_.tmpdir;
   } else {
-    const char* tmp_env = getenv("TMPDIR");
-    std::string tmpl = fmt::format("{}/weft-{}-{}-XXXXXX",
-                                   tmp_env && *tmp_env ? tmp_env : "/tmp",
-                                   writer_.run(), o_.job);
-    if (mkdtemp(tmpl.data())) tmpdir_ = tmpl;
+    tmpdir_ = MakeTmpdir(fmt::format("{}-{}", writer_.run(), o_.job));
   }
 
   // The test's environment: ours, plus what a TAP test expects under a
@@ -1018,6 +1012,13 @@ int Auditor::ExitCode() const {
 }
 
 }  // namespace
+
+std::string MakeTmpdir(std::string_view stem) {
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = fmt::format("{}/weft-{}-XXXXXX",
+                                 base && *base ? base : "/tmp", stem);
+  return mkdtemp(tmpl.data()) ? tmpl : std::string();
+}
 
 int Run(const Options& options) {
   Auditor auditor(options);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace weft::auditor {
@@ -27,6 +28,10 @@ struct Options {
   std::string tmpdir;
   std::string stdin_path;         // the test's stdin; empty: /dev/null
 };
+
+// Makes a test's TMPDIR, "weft-STEM-XXXXXX" under $TMPDIR (or /tmp);
+// empty when it cannot.
+std::string MakeTmpdir(std::string_view stem);
 
 // Runs the test and writes its events to stdout. Returns the auditor's exit
 // code: 0 the test passed (or was skipped), 1 it failed, 3 the auditor

@@ -87,10 +87,8 @@ int Serve(int control) {
       continue;
     }
     if (free_dirs.empty()) {
-      const char* tmp_env = getenv("TMPDIR");
-      std::string tmpl = fmt::format("{}/weft-{}-XXXXXX",
-                                     tmp_env && *tmp_env ? tmp_env : "/tmp", o.run);
-      if (mkdtemp(tmpl.data())) free_dirs.push_back(std::move(tmpl));
+      if (std::string dir = MakeTmpdir(o.run); !dir.empty())
+        free_dirs.push_back(std::move(dir));
     }
     if (!free_dirs.empty()) {
       o.tmpdir = std::move(free_dirs.back());

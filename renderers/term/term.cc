@@ -274,7 +274,7 @@ void Renderer::Line(std::string_view line) {
       Print(fmt::format("{} {} ({})\n", Paint("FAIL", kRed), v.name,
                         FormatDuration(duration)));
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
-      PrintFailure(job, v);
+      PrintFailure(v);
       failed_.emplace_back(v.name, std::move(reasons));
     } else if (f_.Bool("leaked").value_or(false)) {
       // --leaks=warn: it passed, but left processes running (now killed).
@@ -361,7 +361,7 @@ void Renderer::Line(std::string_view line) {
   }
 }
 
-void Renderer::PrintFailure(int64_t, JobView& v) {
+void Renderer::PrintFailure(const JobView& v) {
   std::string s;
   for (const auto& d : v.detail) s += d + "\n";
   if (v.failed_hidden)

@@ -59,7 +59,7 @@ class Renderer {
   JobView& View(int64_t job);
   static std::optional<int64_t> JobOf(std::string_view line);
   void Print(std::string_view text);  // clears and later redraws status
-  void PrintFailure(int64_t job, JobView& v);
+  void PrintFailure(const JobView& v);
   void StatusLine(int64_t now_us, bool force);
   std::string Paint(std::string_view text, int colour) const;
   void Attach(JobView& v, std::string line);

@@ -39,6 +39,10 @@ using events::WriteText;
 
 // Flush the batch early when a flooding test fills it this far.
 constexpr size_t kFlushAt = 256 * 1024;
+// How long a test point waits for the YAML block that may follow it, and
+// how much may pile up behind it meanwhile, before it goes out without.
+constexpr uint64_t kHoldMs = 100;
+constexpr size_t kHoldBytes = 4 * 1024 * 1024;
 // After the test exits, how long its pipes may stay open (held by a
 // process that escaped its process group) before we stop reading them.
 // Lines of output kept for a timeout event (the last ones), each cut at
@@ -112,6 +116,8 @@ class Auditor : public tap::Sink {
   void OnAssert(const tap::Assertion& a, const tap::Context& c) override {
     last_assert_number_ = a.number;
     int64_t now = writer_.batch_ts() >= 0 ? writer_.batch_ts() : events::NowMicros();
+    Release();  // the one before, if held, goes as it is
+    held_start_ = writer_.size();
     JsonWriter& w = writer_.Begin("assert", now);
     Key(w, "number");
     w.Uint64(a.number);
@@ -128,6 +134,11 @@ class Auditor : public tap::Sink {
     last_assert_us_ = now;
     Where(w, c);
     writer_.End();
+    // Held back a moment: a YAML block right after it becomes its "yaml"
+    // field (see OnYaml, Flush).
+    ++asserts_seen_;
+    held_end_ = writer_.size() - 2;  // its closing '}'
+    held_since_ms_ = uv_now(loop_);
   }
   void OnBail(std::string_view reason, const tap::Context& c) override {
     JsonWriter& w = writer_.Begin("bail");
@@ -153,9 +164,19 @@ class Auditor : public tap::Sink {
     std::string json, err;
     if (!YamlToJson(text, &json, &err)) {
       ++yaml_errors_;  // a TAP parse error, as TAP::Parser counts it
+      Release();
       OnParseError(err, c);
       return;
     }
+    if (held_end_ != kNone) {
+      // Its test point is still here: the block becomes its field.
+      json.insert(0, ",\"yaml\":");
+      writer_.Insert(held_end_, json);
+      Release();
+      return;
+    }
+    // The test point went out before its block came: the block follows
+    // as an event of its own, tied to it by number.
     JsonWriter& w = writer_.Begin("yaml");
     Key(w, "number");
     w.Uint64(last_assert_number_);
@@ -205,18 +226,44 @@ class Auditor : public tap::Sink {
     writer_.End();
   }
 
+  // The held test point's fate is known (or it waited long enough): it
+  // goes out as it is with the next flush.
+  void Release() {
+    held_end_ = kNone;
+    uv_timer_stop(&hold_timer_);
+  }
+
   void Flush() {
     if (writer_.empty()) return;
     if (output_failed_) {
       writer_.Clear();
+      Release();
       return;
     }
-    if (!writer_.Flush(STDOUT_FILENO)) {
-      // Whoever reads us is gone: nobody will see this test's events, so
-      // stop it rather than let it run unobserved.
-      output_failed_ = true;
-      StopTest();
+    if (held_end_ != kNone) {
+      uint64_t held = uv_now(loop_) - held_since_ms_;
+      if (held < kHoldMs && !finished_ && writer_.size() < kHoldBytes) {
+        // Everything before the held test point goes now; it and what
+        // came after it wait for its YAML block or the next TAP line.
+        if (held_start_ > 0) {
+          if (!writer_.FlushPrefix(STDOUT_FILENO, held_start_)) OutputFailed();
+          held_end_ -= held_start_;
+          held_start_ = 0;
+        }
+        if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&hold_timer_)))
+          uv_timer_start(&hold_timer_, OnHold, kHoldMs - held, 0);
+        return;
+      }
+      Release();
     }
+    if (!writer_.Flush(STDOUT_FILENO)) OutputFailed();
+  }
+
+  void OutputFailed() {
+    // Whoever reads us is gone: nobody will see this test's events, so
+    // stop it rather than let it run unobserved.
+    output_failed_ = true;
+    StopTest();
   }
 
   bool Spawn();
@@ -304,6 +351,14 @@ class Auditor : public tap::Sink {
   bool finished_ = false;
   bool verdict_pass_ = false;
   uint64_t last_assert_number_ = 0;
+  // The last test point, held in the batch for its YAML block: where its
+  // event starts and where its closing '}' is (kNone: nothing held).
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+  size_t held_start_ = 0, held_end_ = kNone;
+  uint64_t held_since_ms_ = 0;
+  uint64_t asserts_seen_ = 0;
+  uv_timer_t hold_timer_;
+  static void OnHold(uv_timer_t* t);
   uint64_t yaml_errors_ = 0;
   bool core_dumped_ = false;
   struct rusage usage_ = {};
@@ -341,10 +396,15 @@ void Auditor::Drain(Stream& s) {
       continue;
     }
     Remember(s.name, line);
-    if (is_stdout)
+    if (is_stdout) {
+      uint64_t asserts = asserts_seen_;
       parser_.Line(line);
-    else
+      // A held test point waits only for a YAML block that follows it.
+      if (held_end_ != kNone && asserts == asserts_seen_ && !parser_.yaml_open())
+        Release();
+    } else {
       Output(s.name, line);
+    }
     if (writer_.batch().size() >= kFlushAt) Flush();
   }
   writer_.set_batch_ts(-1);
@@ -492,7 +552,15 @@ void Auditor::OnDrain(uv_timer_t* t) {
 
 void Auditor::OnCheck(uv_check_t* c) {
   auto* self = static_cast<Auditor*>(c->data);
-  if (!self->writer_.empty()) self->flush_timer_.Kick();
+  // Only the held test point and what follows it: the hold timer sends it.
+  bool waiting = self->held_end_ != kNone && self->held_start_ == 0;
+  if (!self->writer_.empty() && !waiting) self->flush_timer_.Kick();
+}
+
+void Auditor::OnHold(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  self->Release();
+  self->Flush();
 }
 
 void Auditor::StopTest() {
@@ -724,6 +792,7 @@ void Auditor::Finish() {
   finished_ = true;
   int64_t end_us = events::NowMicros();
   parser_.End();
+  Release();
 
   std::vector<std::string> reasons;
   if (!spawn_error_.empty()) reasons.push_back(spawn_error_);
@@ -917,6 +986,7 @@ void Auditor::Finish() {
   close(&grace_timer_);
   close(&drain_timer_);
   close(&idle_timer_);
+  close(&hold_timer_);
   if (lifeline_open_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&lifeline_));
     close(&lifeline_);
@@ -950,8 +1020,9 @@ int Auditor::Run() {
   uv_timer_init(loop_, &grace_timer_);
   uv_timer_init(loop_, &drain_timer_);
   uv_timer_init(loop_, &idle_timer_);
+  uv_timer_init(loop_, &hold_timer_);
   timeout_timer_.data = grace_timer_.data = drain_timer_.data =
-      idle_timer_.data = this;
+      idle_timer_.data = hold_timer_.data = this;
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);

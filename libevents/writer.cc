@@ -74,6 +74,23 @@ bool EventWriter::Flush(int fd) {
   return ok;
 }
 
+bool EventWriter::FlushPrefix(int fd, size_t n) {
+  if (n >= size()) return Flush(fd);
+  bool ok = WriteAll(fd, batch().substr(0, n));
+  std::string rest(batch().substr(n));
+  Clear();
+  std::memcpy(buf_.Push(rest.size()), rest.data(), rest.size());
+  return ok;
+}
+
+void EventWriter::Insert(size_t pos, std::string_view bytes) {
+  if (pos > size()) pos = size();
+  std::string tail(batch().substr(pos));
+  buf_.Pop(tail.size());
+  std::memcpy(buf_.Push(bytes.size()), bytes.data(), bytes.size());
+  std::memcpy(buf_.Push(tail.size()), tail.data(), tail.size());
+}
+
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());

@@ -875,6 +875,8 @@ Parser::Parser(Sink* sink)
 
 Parser::~Parser() = default;
 
+bool Parser::yaml_open() const { return impl_->yaml_active; }
+
 void Parser::Line(std::string_view line) { impl_->Line(line); }
 
 void Parser::End() { impl_->End(); }

@@ -103,6 +103,8 @@ class Parser {
   void End();
 
   const Tally& tally() const { return tally_; }
+  // Inside a YAML block (its "---" seen, its "..." not yet).
+  bool yaml_open() const;
   // Human-readable reasons the stream itself fails (no plan, plan mismatch,
   // failed assertions, bail out, parse errors). Empty when the TAP passes.
   std::vector<std::string> Problems() const;

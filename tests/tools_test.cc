@@ -392,21 +392,42 @@ TEST_CASE("each executable's page in docs/ shows its --help exactly") {
   }
 }
 
-TEST_CASE("YAML diagnostics are decoded into a yaml event; malformed YAML fails the job") {
+TEST_CASE("a YAML block is decoded into its test point's yaml field; malformed YAML fails the job") {
   TempDir d;
   d.Write("y.tap",
           "TAP version 13\n1..2\nnot ok 1 - x\n  ---\n  got: 1\n  expected: [2, 3]\n"
           "  at: {file: t.t, line: 4}\n  ...\nok 2\n  ---\n  bad: [unclosed\n  ...\n");
   Result r = Run({Bin("weft-auditor"), "--", "/bin/cat", d.path() + "/y.tap"});
   CHECK(r.code == 1);
-  CHECK(r.out.find(R"("number":1,"yaml":{"got":"1","expected":["2","3"],"at":{"file":"t.t","line":"4"}},"source":"tap"})") !=
+  CHECK(r.out.find(R"("type":"assert",)") != std::string::npos);
+  CHECK(r.out.find(R"("number":1,"ok":false,"description":"x",)") != std::string::npos);
+  CHECK(r.out.find(R"(,"source":"tap","yaml":{"got":"1","expected":["2","3"],"at":{"file":"t.t","line":"4"}}})") !=
         std::string::npos);
+  CHECK(r.out.find(R"("type":"yaml")") == std::string::npos);
   // The block's lines are kept as output too, byte for byte.
   CHECK(r.out.find(R"("stream":"stdout","text":"  got: 1"})") != std::string::npos);
   CHECK(r.out.find(R"("message":"malformed YAML: end of sequence flow not found")") !=
         std::string::npos);
   CHECK(r.out.find(R"x("reasons":["1 of 2 assertions failed (#1)","1 malformed YAML block"])x") !=
         std::string::npos);
+}
+
+TEST_CASE("a YAML block that comes long after its test point is a yaml event of its own") {
+  // The test point waits 100 ms for its block, then goes out without it
+  // (a test that prints "not ok" and pauses is shown at once).
+  TempDir d;
+  d.Write("late.sh",
+          "echo 1..2; echo 'not ok 1 - slow'; sleep 0.5\n"
+          "printf '  ---\\n  a: 1\\n  ...\\n'; echo ok 2\n");
+  Result r = Run({Bin("weft-auditor"), "--", "sh", d.path() + "/late.sh"});
+  CHECK(r.code == 1);
+  CHECK(r.out.find(R"("description":"slow","elapsed_us")") != std::string::npos);
+  CHECK(r.out.find(R"("number":1,"yaml":{"a":"1"},"source":"tap"})") != std::string::npos);
+  // In stream order: the test point, the block's lines, then its decoding.
+  size_t assert_at = r.out.find(R"("description":"slow")");
+  size_t yaml_at = r.out.find(R"("type":"yaml")");
+  CHECK(assert_at < r.out.find(R"("text":"  a: 1")"));
+  CHECK(r.out.find(R"("text":"  a: 1")") < yaml_at);
 }
 
 TEST_CASE("a test's stdin is /dev/null unless --stdin names a file") {

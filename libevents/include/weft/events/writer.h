@@ -57,9 +57,16 @@ class EventWriter {
     return {buf_.GetString(), buf_.GetSize()};
   }
   bool empty() const { return buf_.GetSize() == 0; }
+  size_t size() const { return buf_.GetSize(); }
   void Clear() { buf_.Clear(); }
   // Writes the batch to fd and clears it. false with errno on failure.
   bool Flush(int fd);
+  // Writes the batch's first n bytes (whole lines) to fd and keeps the
+  // rest, which moves to the front.
+  bool FlushPrefix(int fd, size_t n);
+  // Inserts bytes at "pos" of the batch (inside an event already ended:
+  // a field added to it once known, such as an assertion's YAML block).
+  void Insert(size_t pos, std::string_view bytes);
 
  private:
   std::string run_;

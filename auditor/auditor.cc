@@ -345,6 +345,7 @@ class Auditor : public tap::Sink {
   bool term_sent_ = false;
   bool timed_out_ = false;
   bool interrupted_ = false;
+  bool bail_stopped_ = false;  // stopped because the run bailed out
   bool orphaned_ = false;
   bool output_failed_ = false;
   bool leaked_ = false;
@@ -496,7 +497,7 @@ void Auditor::OnExit(int status) {
   uv_timer_stop(&timeout_timer_);
   uv_timer_stop(&grace_timer_);
   uv_timer_stop(&idle_timer_);
-  uv_timer_start(&drain_timer_, OnDrain, Ms(o_.exit_timeout_s), 0);
+  uv_timer_start(&drain_timer_, OnDrain, Ms(o_.limits.exit_timeout_s), 0);
   MaybeFinish();
 }
 
@@ -542,7 +543,7 @@ void Auditor::KillOrphans(std::vector<pid_t> kids) {
 
 void Auditor::OnDrain(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
-  self->Timeout("after-exit", self->o_.exit_timeout_s);
+  self->Timeout("after-exit", self->o_.limits.exit_timeout_s);
   // A process outside the test's group still holds its pipes open.
   self->CloseStream(self->out_);
   self->CloseStream(self->err_);
@@ -568,7 +569,7 @@ void Auditor::StopTest() {
   if (!term_sent_) {
     term_sent_ = true;
     Kill(SIGTERM);
-    uv_timer_start(&grace_timer_, OnGrace, Ms(o_.kill_grace_s), 0);
+    uv_timer_start(&grace_timer_, OnGrace, Ms(o_.limits.kill_grace_s), 0);
   } else {
     Kill(SIGKILL);  // asked twice: no more grace
   }
@@ -580,7 +581,7 @@ void Auditor::OnGrace(uv_timer_t* t) {
 
 void Auditor::OnTimeout(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
-  self->Timeout("wall", self->o_.timeout_s);
+  self->Timeout("wall", self->o_.limits.timeout_s);
 }
 
 // Idle: no output on any stream for --idle-timeout. The timer is not
@@ -588,13 +589,13 @@ void Auditor::OnTimeout(uv_timer_t* t) {
 void Auditor::OnIdle(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
   uint64_t now = uv_now(self->loop_);
-  uint64_t limit = Ms(self->o_.idle_timeout_s);
+  uint64_t limit = Ms(self->o_.limits.idle_timeout_s);
   uint64_t quiet = now - self->last_output_ms_;
   if (quiet < limit) {
     uv_timer_start(t, OnIdle, limit - quiet, 0);
     return;
   }
-  self->Timeout("idle", self->o_.idle_timeout_s);
+  self->Timeout("idle", self->o_.limits.idle_timeout_s);
 }
 
 void Auditor::Remember(const char* stream, std::string_view line) {
@@ -642,7 +643,11 @@ void Auditor::OnSignal(uv_poll_t* h, int, int) {
   struct signalfd_siginfo si;
   while (read(self->signal_fd_, &si, sizeof si) == sizeof si) {
     // Each one counts: a second signal skips the grace (StopTest).
-    self->interrupted_ = true;
+    // SIGUSR1 is the runner's "the run bailed out"; the others interrupt.
+    if (si.ssi_signo == SIGUSR1)
+      self->bail_stopped_ = true;
+    else
+      self->interrupted_ = true;
     self->StopTest();
   }
 }
@@ -694,6 +699,10 @@ bool Auditor::Spawn() {
   env_store.push_back("WEFT_RUN_ID=" + writer_.run());
   env_store.push_back(fmt::format("WEFT_JOB_ID={}", o_.job));
   env_store.push_back(fmt::format("WEFT_EVENT_FD={}", kEventFd));
+  // The job's own variables (from weft.toml or the job spec) last: they
+  // win over ours and the inherited ones (glibc's getenv takes the first
+  // match, so an earlier duplicate is dropped).
+  for (const auto& kv : o_.env) SetEnvEntry(&env_store, kv);
   std::vector<char*> env;
   for (auto& e : env_store) env.push_back(e.data());
   env.push_back(nullptr);
@@ -709,11 +718,11 @@ bool Auditor::Spawn() {
     return false;
   }
   int stdin_fd = -1;
-  if (!o_.stdin_path.empty()) {
-    stdin_fd = open(o_.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (!o_.limits.stdin_path.empty()) {
+    stdin_fd = open(o_.limits.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (stdin_fd < 0) {
       spawn_error_ = fmt::format("cannot open {} for the test's stdin: {}",
-                                 o_.stdin_path, strerror(errno));
+                                 o_.limits.stdin_path, strerror(errno));
       for (int fd : {out[0], out[1], err[0], err[1], ev[0], ev[1]}) close(fd);
       return false;
     }
@@ -732,6 +741,7 @@ bool Auditor::Spawn() {
   // the kernel a scheduling group per test.
   req.new_group = true;
   req.no_handlers = true;  // SIGTERM, SIGINT, SIGHUP come by signalfd
+  if (!o_.cwd.empty()) req.cwd = o_.cwd.c_str();
   start_us_ = last_assert_us_ = events::NowMicros();
   pid_t pid = -1;
   int rc = weft::Spawn(req, &pid);
@@ -775,9 +785,15 @@ void Auditor::StartJob() {
     Key(w, "pid");
     w.Int(pid_);
   }
-  if (o_.timeout_s > 0) {
+  if (o_.limits.timeout_s > 0) {
     Key(w, "timeout_s");
-    w.Double(o_.timeout_s);
+    w.Double(o_.limits.timeout_s);
+  }
+  if (o_.attempts > 1 || o_.attempt > 1) {
+    Key(w, "attempt");
+    w.Int(o_.attempt);
+    Key(w, "attempts");
+    w.Int(std::max(o_.attempts, o_.attempt));
   }
   writer_.End();
 }
@@ -808,6 +824,7 @@ void Auditor::Finish() {
           timeout_after_s_));
   }
   if (interrupted_) reasons.push_back("interrupted");
+  else if (bail_stopped_) reasons.push_back("stopped: the run bailed out");
   if (orphaned_) reasons.push_back("stopped: the runner went away");
   if (started_) {
     if (term_signal_ != 0)
@@ -838,7 +855,7 @@ void Auditor::Finish() {
         reasons.push_back(fmt::format("planned {} but ran {} on the event fd",
                                       native_.planned, native_.run));
     }
-    if (leaked_ && o_.leaks_fail) {
+    if (leaked_ && o_.limits.leaks_fail) {
       std::string which;
       for (const auto& [pid, cmd] : leaks_)
         which += fmt::format("{}{} ({})", which.empty() ? "" : ", ", pid,
@@ -859,7 +876,7 @@ void Auditor::Finish() {
                                          : "pass";
   verdict_pass_ = reasons.empty();
   if (!tmpdir_.empty()) {
-    tmpdir_kept_ = !verdict_pass_ || o_.keep_tmpdir;
+    tmpdir_kept_ = !verdict_pass_ || o_.limits.keep_tmpdir;
     std::error_code ec;
     if (!tmpdir_kept_ && !o_.tmpdir.empty()) {
       // The fork server's, to be reused: emptied, kept.
@@ -949,6 +966,9 @@ void Auditor::Finish() {
   if (interrupted_ || orphaned_) {
     Key(w, "interrupted");
     w.Bool(true);
+  } else if (bail_stopped_) {
+    Key(w, "stopped");
+    String(w, "bail");
   }
   if (leaked_) {
     Key(w, "leaked");
@@ -965,6 +985,22 @@ void Auditor::Finish() {
     w.EndArray();
   }
   if (!tmpdir_.empty() && tmpdir_kept_) WriteText(w, "tmpdir", tmpdir_);
+  if (o_.attempts > 1 || o_.attempt > 1) {
+    Key(w, "attempt");
+    w.Int(o_.attempt);
+    Key(w, "attempts");
+    w.Int(std::max(o_.attempts, o_.attempt));
+    if (!verdict_pass_ && o_.attempt < o_.attempts && !interrupted_ &&
+        !orphaned_ && !output_failed_ && !bail_stopped_) {
+      // Not the job's last word: the runner runs it again.
+      Key(w, "retry");
+      w.Bool(true);
+    } else if (verdict_pass_ && o_.attempt > 1) {
+      // Failed before, passes now.
+      Key(w, "flaky");
+      w.Bool(true);
+    }
+  }
   Key(w, "duration_us");
   w.Int64(end_us - start_us_);
   writer_.End();
@@ -1025,7 +1061,7 @@ int Auditor::Run() {
       idle_timer_.data = hold_timer_.data = this;
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stop_signals, sig);
   sigprocmask(SIG_BLOCK, &stop_signals, nullptr);  // the test's mask is reset
   signal_fd_ = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ >= 0) {
@@ -1056,11 +1092,11 @@ int Auditor::Run() {
   if (spawned) {
     for (Stream* s : {&out_, &err_, &ev_})
       uv_read_start(reinterpret_cast<uv_stream_t*>(&s->pipe), OnAlloc, OnRead);
-    if (o_.timeout_s > 0)
-      uv_timer_start(&timeout_timer_, OnTimeout, Ms(o_.timeout_s), 0);
+    if (o_.limits.timeout_s > 0)
+      uv_timer_start(&timeout_timer_, OnTimeout, Ms(o_.limits.timeout_s), 0);
     last_output_ms_ = uv_now(loop_);
-    if (o_.idle_timeout_s > 0)
-      uv_timer_start(&idle_timer_, OnIdle, Ms(o_.idle_timeout_s), 0);
+    if (o_.limits.idle_timeout_s > 0)
+      uv_timer_start(&idle_timer_, OnIdle, Ms(o_.limits.idle_timeout_s), 0);
   } else {
     for (Stream* s : {&out_, &err_, &ev_}) {
       s->open = false;

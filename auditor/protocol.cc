@@ -18,14 +18,18 @@ std::string EncodeJob(const Options& o) {
   add(o.run);
   add(std::to_string(o.job));
   add(o.name);
-  add(std::to_string(o.timeout_s));
-  add(std::to_string(o.idle_timeout_s));
-  add(std::to_string(o.exit_timeout_s));
-  add(std::to_string(o.kill_grace_s));
+  add(std::to_string(o.limits.timeout_s));
+  add(std::to_string(o.limits.idle_timeout_s));
+  add(std::to_string(o.limits.exit_timeout_s));
+  add(std::to_string(o.limits.kill_grace_s));
   add(std::to_string(o.attempt));
-  add(o.keep_tmpdir ? "1" : "0");
-  add(o.leaks_fail ? "1" : "0");
-  add(o.stdin_path);
+  add(o.limits.keep_tmpdir ? "1" : "0");
+  add(o.limits.leaks_fail ? "1" : "0");
+  add(o.limits.stdin_path);
+  add(o.cwd);
+  add(std::to_string(o.attempts));
+  add(std::to_string(o.env.size()));
+  for (const auto& e : o.env) add(e);
   for (const auto& a : o.argv) add(a);
   return m;
 }
@@ -39,7 +43,7 @@ bool DecodeJob(std::string_view m, Options* o) {
     f.push_back(m.substr(start, nul - start));
     start = nul + 1;
   }
-  if (f.size() < 13 || f[0] != "J") return false;
+  if (f.size() < 16 || f[0] != "J") return false;
   o->run = std::string(f[1]);
   auto [p, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), o->job);
   if (ec != std::errc() || p != f[2].data() + f[2].size()) return false;
@@ -47,15 +51,20 @@ bool DecodeJob(std::string_view m, Options* o) {
   auto num = [](std::string_view v) {
     return std::strtod(std::string(v).c_str(), nullptr);
   };
-  o->timeout_s = num(f[4]);
-  o->idle_timeout_s = num(f[5]);
-  o->exit_timeout_s = num(f[6]);
-  o->kill_grace_s = num(f[7]);
+  o->limits.timeout_s = num(f[4]);
+  o->limits.idle_timeout_s = num(f[5]);
+  o->limits.exit_timeout_s = num(f[6]);
+  o->limits.kill_grace_s = num(f[7]);
   o->attempt = static_cast<int>(num(f[8]));
-  o->keep_tmpdir = f[9] == "1";
-  o->leaks_fail = f[10] == "1";
-  o->stdin_path = std::string(f[11]);
-  o->argv.assign(f.begin() + 12, f.end());
+  o->limits.keep_tmpdir = f[9] == "1";
+  o->limits.leaks_fail = f[10] == "1";
+  o->limits.stdin_path = std::string(f[11]);
+  o->cwd = std::string(f[12]);
+  o->attempts = static_cast<int>(num(f[13]));
+  size_t n_env = static_cast<size_t>(num(f[14]));
+  if (n_env > f.size() - 16) return false;
+  o->env.assign(f.begin() + 15, f.begin() + 15 + static_cast<long>(n_env));
+  o->argv.assign(f.begin() + 15 + static_cast<long>(n_env), f.end());
   return !o->argv.empty() && !o->argv[0].empty();
 }
 

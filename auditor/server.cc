@@ -96,8 +96,12 @@ int Serve(int control) {
     }
     pid_t pid = fork();
     if (pid == 0) {
-      // The auditor for this job: its stdout is the job's pipe.
-      sigprocmask(SIG_SETMASK, &old, nullptr);
+      // The auditor for this job: its stdout is the job's pipe. The signals
+      // that stop a job stay blocked from here on (the auditor reads them
+      // from a signalfd), so one sent right away is not lost or fatal.
+      sigset_t mask = old;
+      for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+      sigprocmask(SIG_SETMASK, &mask, nullptr);
       // Keep fds 0-2 occupied (the control socket may be fd 0), so no
       // pipe of the auditor's lands there.
       int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -119,7 +123,7 @@ int Serve(int control) {
       continue;
     }
     jobs[pid] = o.job;
-    if (!o.tmpdir.empty()) dir_of[pid] = {o.tmpdir, !o.keep_tmpdir};
+    if (!o.tmpdir.empty()) dir_of[pid] = {o.tmpdir, !o.limits.keep_tmpdir};
     Send(control, fmt::format("S {} {}", o.job, pid));
   }
   close(sfd);

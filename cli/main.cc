@@ -6,53 +6,87 @@
 #include <weft/common/util.h>
 
 #include "chain.h"
+#include "history.h"
+#include "runner_options.h"
 
 namespace {
 
 constexpr const char* kProg = "weft";
 
-struct TestOptions {
-  std::vector<std::string> paths;
-  int jobs = 0;
-  double timeout_s = 0;
-  double idle_timeout_s = 0;
-  double exit_timeout_s = 2;
-  double kill_grace_s = 5;
-  bool keep = false;
-  std::string leaks = "fail";
-  std::string stdin_path;
+// What `weft test` adds to weft-runner's options: how to show the run.
+struct ShowOptions {
   bool verbose = false;
   std::string log;
-  std::string color = "auto";
+  std::string color;
 };
 
-int Test(const TestOptions& t) {
-  for (const auto& p : t.paths) {
+// The options of weft-runner given on our command line, to pass on: the
+// runner reads weft.toml itself, and a flag not given must not hide it.
+std::vector<std::string> Forwarded(CLI::App* cmd) {
+  std::vector<std::string> args;
+  for (const CLI::Option* opt : cmd->get_options()) {
+    const std::string& group = opt->get_group();
+    if (group != "Running tests" && group != "Order" && group != "Configuration")
+      continue;
+    if (opt->count() == 0 || opt->get_lnames().empty()) continue;
+    std::string name = "--" + opt->get_lnames().front();
+    if (opt->get_expected_min() == 0) {  // a flag
+      args.push_back(name);
+      continue;
+    }
+    for (const auto& v : opt->results()) args.push_back(name + "=" + v);
+  }
+  return args;
+}
+
+// weft.toml, for [render] and to find the project's root; the runner
+// reads it again for the rest (and says the same thing about errors).
+bool ReadConfig(const weft::runner::Options& o, weft::runner::Config* config,
+                std::vector<std::string>* paths, int* rc) {
+  if (o.no_config) return true;
+  std::string file = o.config.empty() ? weft::runner::FindConfig(".") : o.config;
+  if (file.empty()) return true;
+  std::string err;
+  if (!weft::runner::LoadConfig(file, config, &err)) {
+    weft::Error(kProg, err);
+    *rc = weft::kExitUsage;
+    return false;
+  }
+  if (o.config.empty() && !weft::runner::EnterProjectRoot(file, paths)) {
+    weft::Error(kProg, fmt::format("cannot enter the project root of {}: {}",
+                                   file, strerror(errno)));
+    *rc = weft::kExitHarness;
+    return false;
+  }
+  return true;
+}
+
+int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
+  std::vector<std::string> paths = o.paths;
+  for (const auto& p : paths) {
     struct stat st;
     if (stat(p.c_str(), &st) != 0) {
       weft::Error(kProg, fmt::format("{}: {}", p, strerror(errno)));
       return weft::kExitUsage;
     }
   }
+  weft::runner::Config config;
+  int rc = 0;
+  if (!ReadConfig(o, &config, &paths, &rc)) return rc;
+  if (show.color.empty()) show.color = config.color.value_or("auto");
+  if (!show.verbose) show.verbose = config.verbose.value_or(false);
+
   std::string dir = weft::SelfDir();
   std::vector<std::string> runner = {dir + "/weft-runner"};
-  if (t.jobs > 0) runner.push_back(fmt::format("-j{}", t.jobs));
-  if (t.timeout_s > 0) runner.push_back(fmt::format("--timeout={}", t.timeout_s));
-  if (t.idle_timeout_s > 0)
-    runner.push_back(fmt::format("--idle-timeout={}", t.idle_timeout_s));
-  runner.push_back(fmt::format("--exit-timeout={}", t.exit_timeout_s));
-  runner.push_back(fmt::format("--kill-grace={}", t.kill_grace_s));
+  for (auto& a : Forwarded(cmd)) runner.push_back(std::move(a));
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
-  if (t.keep) runner.push_back("--keep");
-  runner.push_back("--leaks=" + t.leaks);
-  if (!t.stdin_path.empty()) runner.push_back("--stdin=" + t.stdin_path);
   runner.push_back("--");
-  for (const auto& p : t.paths) runner.push_back(p);
+  for (const auto& p : paths) runner.push_back(p);
   std::vector<std::string> logger = {dir + "/weft-logger"};
-  if (!t.log.empty()) logger.push_back("--output=" + t.log);
+  if (!show.log.empty()) logger.push_back("--output=" + show.log);
   std::vector<std::string> render = {dir + "/weft-render-term",
-                                     "--color=" + t.color};
-  if (t.verbose) render.push_back("-v");
+                                     "--color=" + show.color};
+  if (show.verbose) render.push_back("-v");
 
   auto r = weft::cli::RunChain(
       {runner, {dir + "/weft-overlord"}, logger, render}, 0);
@@ -77,6 +111,43 @@ int Test(const TestOptions& t) {
   if (r.interrupted || r.codes[0] == weft::kExitInterrupted)
     return weft::kExitInterrupted;
   return r.codes[1];  // the overlord decides the run's code
+}
+
+// weft history rebuild: the index made again from the logs.
+int HistoryRebuild() {
+  weft::runner::Options none;
+  weft::runner::Config config;
+  std::vector<std::string> paths;
+  int rc = 0;
+  if (!ReadConfig(none, &config, &paths, &rc)) return rc;
+  std::vector<std::string> warnings;
+  weft::runner::History history;
+  history.Open(".weft", true, &warnings);
+  for (const auto& w : warnings) weft::Warning(kProg, w);
+  if (!history.open()) {
+    weft::Error(kProg, "no history here: no run logs in .weft/runs");
+    return weft::kExitUsage;
+  }
+  fmt::print("indexed {} run{} ({} job result{}) from .weft/runs into "
+             ".weft/history.sqlite\n",
+             history.runs(), history.runs() == 1 ? "" : "s", history.results(),
+             history.results() == 1 ? "" : "s");
+  return 0;
+}
+
+// weft list: the runner's plan, as job specs. Becomes the runner.
+int List(CLI::App* cmd, const weft::runner::Options& o) {
+  std::string exe = weft::SelfDir() + "/weft-runner";
+  std::vector<std::string> args = {exe, "--list"};
+  for (auto& a : Forwarded(cmd)) args.push_back(std::move(a));
+  args.push_back("--");
+  for (const auto& p : o.paths) args.push_back(p);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(exe.c_str(), argv.data());
+  weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
+  return weft::kExitHarness;
 }
 
 int Replay(const std::string& file, bool verbose, const std::string& color) {
@@ -116,38 +187,34 @@ int main(int argc, char** argv) {
   app.footer("Run 'weft COMMAND --help' for a command's options. "
              "See docs/weft.md.");
 
-  TestOptions t;
+  weft::runner::Options t;
+  ShowOptions show;
   CLI::App* test = app.add_subcommand(
-      "test", "Run tests (default: t/, else tests/) and show the results");
-  test->add_option("paths", t.paths, "Test files or directories");
-  test->add_option("-j,--jobs", t.jobs, "Run N tests at once (default: CPUs)")
-      ->check(CLI::Range(1, 100000));
-  test->add_option("--timeout", t.timeout_s,
-                   "Stop a test after SECONDS (TERM, then KILL); 0 = never")
-      ->check(CLI::NonNegativeNumber);
-  test->add_option("--idle-timeout", t.idle_timeout_s,
-                   "Stop a test that prints nothing for SECONDS; 0 = never")
-      ->check(CLI::NonNegativeNumber);
-  test->add_option("--exit-timeout", t.exit_timeout_s,
-                   "Stop reading a test's output held open SECONDS after it exited")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  test->add_option("--kill-grace", t.kill_grace_s,
-                   "Seconds between TERM and KILL when stopping a test")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
-  test->add_flag("--keep", t.keep,
-                 "Keep each test's TMPDIR after it passes (always kept after a failure)");
-  test->add_option("--leaks", t.leaks,
-                   "Processes a test leaves running: fail the job (default), or only warn")
-      ->check(CLI::IsMember({"fail", "warn"}));
-  test->add_option("--stdin", t.stdin_path,
-                   "Every test's stdin (default: /dev/null)");
-  test->add_flag("-v,--verbose", t.verbose, "Show every job and assertion");
-  test->add_option("-o,--log", t.log,
+      "test", "Run tests (default: weft.toml's paths, else t/, else tests/) "
+              "and show the results");
+  weft::runner::AddRunnerOptions(*test, &t);
+  test->add_flag("-v,--verbose", show.verbose, "Show every job and assertion");
+  test->add_option("-o,--log", show.log,
                    "Write the log here (default: .weft/runs/<run-id>.jsonl)");
-  test->add_option("--color", t.color, "auto, always or never")
+  test->add_option("--color", show.color, "auto, always or never (default: auto)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   test->footer("Exit codes: 0 all passed, 1 a test failed, 2 usage error, "
-               "3 weft itself failed, 4 no test ran, 130 interrupted.");
+               "3 weft itself failed, 4 no test ran, 130 interrupted.\n"
+               "See docs/weft.md and docs/weft.toml.md.");
+
+  weft::runner::Options l;
+  CLI::App* list = app.add_subcommand(
+      "list", "Print the job specs `weft test` would run, as JSONL (feed them "
+              "to weft-runner --jobs-from)");
+  weft::runner::AddRunnerOptions(*list, &l);
+  list->footer("Exit codes: 0 listed, 2 usage error, 4 no tests found.");
+
+  CLI::App* history = app.add_subcommand(
+      "history", "The history index (.weft/history.sqlite), built from the run logs");
+  history->require_subcommand(1);
+  CLI::App* rebuild = history->add_subcommand(
+      "rebuild", "Make the index again from .weft/runs/*.jsonl");
+  rebuild->footer("Exit codes: 0 rebuilt, 2 no run logs here.");
 
   std::string replay_file;
   bool replay_verbose = false;
@@ -164,7 +231,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
 
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
-  if (test->parsed()) return Test(t);
+  if (test->parsed()) return Test(test, t, show);
+  if (list->parsed()) return List(list, l);
+  if (rebuild->parsed()) return HistoryRebuild();
   if (replay->parsed()) return Replay(replay_file, replay_verbose, replay_color);
   return weft::kExitUsage;
 }

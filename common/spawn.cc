@@ -65,6 +65,7 @@ struct ChildPlan {
             (req.stdout_fd < 0 || move(req.stdout_fd, 1)) &&
             (req.stderr_fd < 0 || move(req.stderr_fd, 2));
   for (auto [from, to] : req.extra_fds) ok = ok && move(from, to);
+  if (ok && req.cwd && chdir(req.cwd) != 0) ok = false;
   if (ok) {
     sigset_t none;
     sigemptyset(&none);
@@ -115,6 +116,7 @@ int Spawn(const SpawnRequest& req, pid_t* pid) {
   if (req.stderr_fd >= 0) posix_spawn_file_actions_adddup2(&fa, req.stderr_fd, 2);
   for (auto [from, to] : req.extra_fds)
     posix_spawn_file_actions_adddup2(&fa, from, to);
+  if (req.cwd) posix_spawn_file_actions_addchdir_np(&fa, req.cwd);
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);

@@ -73,4 +73,12 @@ void InitStreamProcess() {
   setvbuf(stdout, nullptr, _IOLBF, BUFSIZ);
 }
 
+void SetEnvEntry(std::vector<std::string>* env, std::string_view kv) {
+  std::string_view key = kv.substr(0, kv.find('='));
+  std::erase_if(*env, [&](const std::string& e) {
+    return e.size() > key.size() && e[key.size()] == '=' && e.starts_with(key);
+  });
+  env->emplace_back(kv);
+}
+
 }  // namespace weft

@@ -67,6 +67,30 @@ std::optional<bool> Fields::Bool(std::string_view key) {
   return v;
 }
 
+std::optional<double> Fields::Double(std::string_view key) {
+  if (!impl_->loaded) return std::nullopt;
+  double v;
+  if (impl_->Find(key).get_double().get(v)) return std::nullopt;
+  return v;
+}
+
+bool Fields::StrMap(std::string_view key, std::vector<std::string>* out) {
+  out->clear();
+  if (!impl_->loaded) return false;
+  simdjson::ondemand::object obj;
+  if (impl_->Find(key).get_object().get(obj)) return false;
+  for (auto field : obj) {
+    std::string_view k, v;
+    if (field.unescaped_key().get(k)) return false;
+    std::string entry(k);
+    if (field.value().get_string().get(v)) return false;
+    entry.push_back('=');
+    entry.append(v);
+    out->push_back(std::move(entry));
+  }
+  return true;
+}
+
 std::optional<int64_t> Fields::Int(std::string_view object,
                                    std::string_view key) {
   if (!impl_->loaded) return std::nullopt;

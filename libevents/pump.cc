@@ -25,7 +25,7 @@ int StopCount() { return g_stops; }
 PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
              std::string* err) {
   for (;;) {
-    if (g_stops >= 2) return PumpEnd::kInterrupted;
+    if (g_stops >= 3) return PumpEnd::kInterrupted;
     int timeout = h.timeout_ms ? h.timeout_ms() : -1;
     if (timeout >= 0) {
       if (timeout == 0) {

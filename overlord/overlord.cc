@@ -33,6 +33,10 @@ void Overlord::Reset() {
   counts_dirty_ = false;
   active_.clear();
   jobs_passed_ = jobs_failed_ = jobs_skipped_ = 0;
+  attempts_retried_ = jobs_flaky_ = jobs_cancelled_ = 0;
+  flaky_fails_ = false;
+  flaky_.clear();
+  bail_reason_.clear();
   asserts_total_ = asserts_passed_ = asserts_failed_ = asserts_skipped_ =
       asserts_todo_ = asserts_todo_passed_ = 0;
   harness_errors_ = 0;
@@ -78,6 +82,7 @@ void Overlord::Line(std::string_view line) {
       if (auto run = fields_.Str("run")) out_->set_run(std::string(*run));
       planned_ = fields_.Int("jobs").value_or(0);
       run_start_ts_ = fields_.Int("ts").value_or(0);
+      flaky_fails_ = fields_.Bool("flaky_fails").value_or(false);
     }
     counts_.T = planned_;
     counts_dirty_ = true;
@@ -105,7 +110,11 @@ void Overlord::Line(std::string_view line) {
     if (fields_.Load(event)) {
       int64_t job = fields_.Int("job").value_or(-1);
       active_[job] = fields_.Int("ts").value_or(0);
-      if (counts_.T > 0) --counts_.T;
+      if (fields_.Int("attempt").value_or(1) > 1) {
+        if (counts_.R > 0) --counts_.R;  // the retry it was waiting for
+      } else if (counts_.T > 0) {
+        --counts_.T;
+      }
       ++counts_.A;
       counts_dirty_ = true;
     }
@@ -117,6 +126,16 @@ void Overlord::Line(std::string_view line) {
     bool pass = verdict == "pass", skip = verdict == "skip";
     if (auto name = fields_.Str("name")) f.name = std::string(*name);
     f.duration_us = fields_.Int("duration_us").value_or(0);
+    if (fields_.Bool("retry").value_or(false)) {
+      // Not the job's last word: it runs again. Its assertions are in the
+      // log; the run's counts take the last attempt's.
+      ++attempts_retried_;
+      if (active_.erase(f.job)) --counts_.A;
+      ++counts_.R;
+      counts_dirty_ = true;
+      return;
+    }
+    bool flaky = (pass || skip) && fields_.Bool("flaky").value_or(false);
     asserts_total_ += fields_.Int("counts", "run").value_or(0);
     asserts_passed_ += fields_.Int("counts", "passed").value_or(0);
     asserts_failed_ += fields_.Int("counts", "failed").value_or(0);
@@ -129,7 +148,13 @@ void Overlord::Line(std::string_view line) {
     } else if (counts_.T > 0) {
       --counts_.T;  // ended without a start (its auditor died early)
     }
-    if (pass || skip) {
+    if (flaky) {
+      ++jobs_flaky_;
+      f.reasons.push_back(fmt::format("flaky: failed, then passed on attempt {}",
+                                      fields_.Int("attempt").value_or(2)));
+      flaky_.push_back(f);
+    }
+    if ((pass || skip) && !(flaky && flaky_fails_)) {
       ++counts_.P;
       ++(skip ? jobs_skipped_ : jobs_passed_);
     } else {
@@ -143,6 +168,20 @@ void Overlord::Line(std::string_view line) {
     ++harness_errors_;
   } else if (type == "bail") {
     bailed_ = true;
+  } else if (type == "run.bail") {
+    bailed_ = true;
+    if (fields_.Load(event)) bail_reason_ = std::string(fields_.Str("reason").value_or(""));
+  } else if (type == "job.cancel") {
+    ++jobs_cancelled_;
+    if (counts_.T > 0) --counts_.T;
+    counts_dirty_ = true;
+  } else if (type == "run.queue") {
+    if (fields_.Load(event)) {
+      int64_t added = fields_.Int("added").value_or(0);
+      planned_ += added;
+      counts_.T += added;
+      counts_dirty_ = true;
+    }
   }
 }
 
@@ -178,7 +217,7 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   if (summarised_) return;
   summarised_ = true;
   int64_t unfinished = static_cast<int64_t>(active_.size());
-  int64_t cancelled = counts_.T;
+  int64_t cancelled = jobs_cancelled_ + counts_.T + counts_.R;
   if (unfinished > 0)
     OverlordError(fmt::format("{} job(s) never finished", unfinished));
   MaybeCounts(events::NowMicros(), true);
@@ -218,6 +257,10 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   w.Int64(cancelled);
   Key(w, "unfinished");
   w.Int64(unfinished);
+  Key(w, "flaky");
+  w.Int64(jobs_flaky_);
+  Key(w, "retried");
+  w.Int64(attempts_retried_);
   w.EndObject();
   Key(w, "assertions");
   w.StartObject();
@@ -271,10 +314,26 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
     w.EndObject();
   }
   w.EndArray();
+  Key(w, "flaky");
+  w.StartArray();
+  for (const auto& f : flaky_) {
+    w.StartObject();
+    Key(w, "job");
+    w.Int64(f.job);
+    Key(w, "name");
+    String(w, f.name);
+    w.EndObject();
+  }
+  w.EndArray();
+  if (flaky_fails_) {
+    Key(w, "flaky_fails");
+    w.Bool(true);
+  }
   Key(w, "interrupted");
   w.Bool(interrupted);
   Key(w, "bailed");
   w.Bool(bailed_);
+  if (!bail_reason_.empty()) WriteText(w, "bail_reason", bail_reason_);
   Key(w, "harness_errors");
   w.Int64(harness_errors_);
   out_->End();

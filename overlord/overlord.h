@@ -70,6 +70,12 @@ class Overlord {
   bool counts_dirty_ = false;
   std::map<int64_t, int64_t> active_;  // job -> start ts
   int64_t jobs_passed_ = 0, jobs_failed_ = 0, jobs_skipped_ = 0;
+  // Retries: failed attempts that were rerun; jobs that failed, then
+  // passed (FLAKY); cancelled before they started (a bail out).
+  int64_t attempts_retried_ = 0, jobs_flaky_ = 0, jobs_cancelled_ = 0;
+  bool flaky_fails_ = false;
+  std::vector<FinishedJob> flaky_;
+  std::string bail_reason_;
   int64_t asserts_total_ = 0, asserts_passed_ = 0, asserts_failed_ = 0,
           asserts_skipped_ = 0, asserts_todo_ = 0, asserts_todo_passed_ = 0;
   int64_t harness_errors_ = 0;

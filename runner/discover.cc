@@ -15,18 +15,22 @@ namespace weft::runner {
 
 namespace fs = std::filesystem;
 
-std::string InterpreterFor(const std::string& path) {
+Interpreters DefaultInterpreters(const Interpreters& extra) {
+  Interpreters all = {{"t", {"perl"}},   {"pl", {"perl"}}, {"sh", {"sh"}},
+                      {"py", {"python3"}}, {"js", {"node"}}, {"bats", {"bats"}}};
+  for (const auto& [ext, cmd] : extra) all[ext] = cmd;
+  return all;
+}
+
+const std::vector<std::string>* InterpreterFor(const Interpreters& interpreters,
+                                               const std::string& path) {
   auto dot = path.rfind('.');
   auto slash = path.rfind('/');
   if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
-    return {};
-  std::string_view ext = std::string_view(path).substr(dot + 1);
-  if (ext == "t" || ext == "pl") return "perl";
-  if (ext == "sh") return "sh";
-  if (ext == "py") return "python3";
-  if (ext == "js") return "node";
-  if (ext == "bats") return "bats";
-  return {};
+    return nullptr;
+  auto it = interpreters.find(path.substr(dot + 1));
+  if (it == interpreters.end() || it->second.empty()) return nullptr;
+  return &it->second;
 }
 
 namespace {
@@ -57,13 +61,16 @@ std::string Resolve(const std::string& name) {
   return found;
 }
 
-JobSpec Spec(const std::string& path) {
+JobSpec Spec(const Interpreters& interpreters, const std::string& path) {
   JobSpec spec;
   spec.name = path;
-  std::string interp = InterpreterFor(path);
-  if (!interp.empty()) spec.argv.push_back(Resolve(interp));
+  const std::vector<std::string>* interp = InterpreterFor(interpreters, path);
+  if (interp) {
+    spec.argv.push_back(Resolve((*interp)[0]));
+    spec.argv.insert(spec.argv.end(), interp->begin() + 1, interp->end());
+  }
   // A bare relative name would be looked up in PATH by exec: anchor it.
-  if (interp.empty() && path.find('/') == std::string::npos)
+  if (!interp && path.find('/') == std::string::npos)
     spec.argv.push_back("./" + path);
   else
     spec.argv.push_back(path);
@@ -75,7 +82,8 @@ std::string Join(const std::string& dir, const std::string& name) {
   return dir + "/" + name;
 }
 
-void Walk(const std::string& dir, std::vector<JobSpec>* jobs,
+void Walk(const Interpreters& interpreters, const std::string& dir,
+          std::vector<JobSpec>* jobs,
           std::vector<std::string>* warnings) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
@@ -102,17 +110,18 @@ void Walk(const std::string& dir, std::vector<JobSpec>* jobs,
       continue;
     }
     if (S_ISDIR(st.st_mode)) {
-      Walk(path, jobs, warnings);
+      Walk(interpreters, path, jobs, warnings);
     } else if (S_ISREG(st.st_mode)) {
-      if (!InterpreterFor(path).empty() || access(path.c_str(), X_OK) == 0)
-        jobs->push_back(Spec(path));
+      if (InterpreterFor(interpreters, path) || access(path.c_str(), X_OK) == 0)
+        jobs->push_back(Spec(interpreters, path));
     }
   }
 }
 
 }  // namespace
 
-bool Discover(const std::vector<std::string>& paths, std::vector<JobSpec>* jobs,
+bool Discover(const std::vector<std::string>& paths,
+              const Interpreters& interpreters, std::vector<JobSpec>* jobs,
               std::vector<std::string>* warnings, std::string* err) {
   std::vector<std::string> roots = paths;
   if (roots.empty()) {
@@ -137,9 +146,9 @@ bool Discover(const std::vector<std::string>& paths, std::vector<JobSpec>* jobs,
       return false;
     }
     if (S_ISDIR(st.st_mode))
-      Walk(root, jobs, warnings);
+      Walk(interpreters, root, jobs, warnings);
     else
-      jobs->push_back(Spec(root));  // named explicitly: always run
+      jobs->push_back(Spec(interpreters, root));  // named explicitly: always run
   }
   return true;
 }

@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include "discover.h"
 
 #include <doctest/doctest.h>
@@ -27,15 +28,24 @@ struct TempDir {
 };
 }  // namespace
 
-TEST_CASE("known extensions get their interpreter") {
-  CHECK(InterpreterFor("t/a.t") == "perl");
-  CHECK(InterpreterFor("a.pl") == "perl");
-  CHECK(InterpreterFor("x/y.sh") == "sh");
-  CHECK(InterpreterFor("y.py") == "python3");
-  CHECK(InterpreterFor("y.js") == "node");
-  CHECK(InterpreterFor("y.bats") == "bats");
-  CHECK(InterpreterFor("dir.t/file") == "");
-  CHECK(InterpreterFor("README") == "");
+TEST_CASE("known extensions get their interpreter; weft.toml's win") {
+  Interpreters all = DefaultInterpreters();
+  auto cmd = [&](const std::string& path) {
+    const auto* c = InterpreterFor(all, path);
+    return c ? fmt::format("{}", fmt::join(*c, " ")) : std::string();
+  };
+  CHECK(cmd("t/a.t") == "perl");
+  CHECK(cmd("a.pl") == "perl");
+  CHECK(cmd("x/y.sh") == "sh");
+  CHECK(cmd("y.py") == "python3");
+  CHECK(cmd("y.js") == "node");
+  CHECK(cmd("y.bats") == "bats");
+  CHECK(cmd("dir.t/file") == "");
+  CHECK(cmd("README") == "");
+  all = DefaultInterpreters({{"t", {"perl", "-Ilib"}}, {"rb", {"ruby"}}, {"sh", {}}});
+  CHECK(cmd("t/a.t") == "perl -Ilib");
+  CHECK(cmd("a.rb") == "ruby");
+  CHECK(cmd("a.sh") == "");  // empty: run the file itself
 }
 
 TEST_CASE("discovery finds executables and known extensions, sorted, hidden skipped") {
@@ -50,7 +60,7 @@ TEST_CASE("discovery finds executables and known extensions, sorted, hidden skip
   std::vector<JobSpec> jobs;
   std::vector<std::string> warnings;
   std::string err;
-  REQUIRE(Discover({d.path}, &jobs, &warnings, &err));
+  REQUIRE(Discover({d.path}, DefaultInterpreters(), &jobs, &warnings, &err));
   std::vector<std::string> names;
   for (auto& j : jobs) names.push_back(j.name.substr(d.path.size() + 1));
   CHECK(names == std::vector<std::string>{"a dir/é.sh", "b.t", "bin-test", "sub/c.py"});
@@ -69,7 +79,7 @@ TEST_CASE("a dangling symlink is skipped with a warning, not silently") {
   std::vector<JobSpec> jobs;
   std::vector<std::string> warnings;
   std::string err;
-  REQUIRE(Discover({d.path}, &jobs, &warnings, &err));
+  REQUIRE(Discover({d.path}, DefaultInterpreters(), &jobs, &warnings, &err));
   CHECK(jobs.empty());
   REQUIRE(warnings.size() == 1);
   CHECK(warnings[0].find("gone") != std::string::npos);
@@ -79,7 +89,7 @@ TEST_CASE("a missing path is an error naming it") {
   std::vector<JobSpec> jobs;
   std::vector<std::string> warnings;
   std::string err;
-  CHECK_FALSE(Discover({"/nonexistent/weft"}, &jobs, &warnings, &err));
+  CHECK_FALSE(Discover({"/nonexistent/weft"}, DefaultInterpreters(), &jobs, &warnings, &err));
   CHECK(err.find("/nonexistent/weft") != std::string::npos);
 }
 
@@ -89,7 +99,7 @@ TEST_CASE("a file named explicitly is run even without a known extension") {
   std::vector<JobSpec> jobs;
   std::vector<std::string> warnings;
   std::string err;
-  REQUIRE(Discover({d.path + "/data"}, &jobs, &warnings, &err));
+  REQUIRE(Discover({d.path + "/data"}, DefaultInterpreters(), &jobs, &warnings, &err));
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0].argv == std::vector<std::string>{d.path + "/data"});
 }

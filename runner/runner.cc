@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -17,11 +18,15 @@
 #include <weft/events/line_reader.h>
 #include <weft/events/writer.h>
 
+#include "history.h"
+#include "plan.h"
 #include "protocol.h"
 
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +65,7 @@ struct Job {
   bool released = false;
   bool via_server = false;   // forked by the auditor fork server
   std::string start_error;   // the server could not fork it
+  bool retry = false;        // its job.end said it will be rerun
 };
 
 class Runner {
@@ -74,12 +80,38 @@ class Runner {
  private:
   void StartMore();
   bool StartJob(std::unique_ptr<Job> job);
+  void Enqueue(JobSpec spec);
+  void Bail(std::string_view reason);
+  void JobEnded(Job& job, std::string_view line);
+  // Job specs and control lines from --jobs-from on a pipe.
+  bool OpenControl();
+  void ControlLine(std::string_view line);
+  static void OnControlAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+  static void OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
+  uv_pipe_t control_;
+  events::LineReader control_reader_{16 * 1024};
+  bool control_open_ = false;
+  uint64_t control_line_ = 0;
+  Config config_;
+  std::vector<std::string> job_env_;  // WEFT_JOBS, for every job
+  std::map<std::string, int> group_max_, group_running_;
+  int64_t failures_ = 0;  // final failures (not those retried)
+  int bail_after_ = 0;
+  std::string bail_reason_;
+  bool bailed_ = false;
+  int64_t cancelled_ = 0;
+  std::string order_;
+  uint64_t seed_ = 0;
   void OnLine(Job& job, std::string_view line);
   void JobDone(Job& job);
   void MaybeEnd();
   void MaybeRelease(Job& job);
   void LostJobEnd(int64_t id, std::string_view name, std::string_view message);
-  void Stop(bool interrupted);
+  // Stops the run: "sig" to every auditor (SIGTERM: interrupted; SIGUSR1:
+  // the run bailed out).
+  void Stop(bool interrupted, int sig = SIGTERM);
+  int stop_signal_ = 0;
+  uint64_t last_signal_ms_ = 0;
   void Flush();
   void HarnessError(std::string_view message, int64_t job = -1);
 
@@ -102,6 +134,7 @@ class Runner {
   int lifeline_[2] = {-1, -1};
 
   std::deque<JobSpec> queue_;
+  Options opts_;
   std::vector<std::unique_ptr<Job>> running_;
   std::vector<std::unique_ptr<Job>> graveyard_;
 
@@ -123,6 +156,17 @@ class Runner {
   int64_t planned_ = 0;
   int64_t done_ = 0;
   int slots_ = 1;
+  // A make jobserver (MAKEFLAGS --jobserver-auth): besides the one job we
+  // may always run, each running job holds a token read from it, given
+  // back when the job ends and the queue no longer needs it.
+  bool OpenJobserver();
+  void WantToken();
+  void ReturnTokens(size_t keep);
+  static void OnToken(uv_poll_t* h, int status, int events);
+  int js_read_ = -1, js_write_ = -1;
+  uv_poll_t js_poll_;
+  bool js_polling_ = false;
+  std::string tokens_;  // held, to give back byte for byte
   int64_t start_us_ = 0;
   bool stopping_ = false;
   bool interrupted_ = false;
@@ -212,10 +256,65 @@ void Runner::OnLine(Job& job, std::string_view line) {
     if (fields_.Load(events::Event(line))) {
       if (auto pid = fields_.Int("pid")) job.test_pid = static_cast<int>(*pid);
     }
+  } else if (type == "bail") {
+    // A test's "Bail out!" stops the run now, not when the test ends.
+    writer_.AppendRaw(line);
+    if (!stopping_ && fields_.Load(events::Event(line))) {
+      auto reason = fields_.Str("reason").value_or("");
+      Bail(fmt::format("{} bailed out{}{}", job.spec.name, reason.empty() ? "" : ": ",
+                       reason));
+    }
+    return;
   } else if (type == "job.end") {
     job.saw_end = true;
+    writer_.AppendRaw(line);
+    JobEnded(job, line);
+    return;
   }
   writer_.AppendRaw(line);
+}
+
+// A job's last word: a retry to queue, a failure to count, a bail out.
+void Runner::JobEnded(Job& job, std::string_view line) {
+  if (!fields_.Load(events::Event(line))) return;
+  if (fields_.Bool("retry").value_or(false)) {
+    job.retry = true;  // queued when its slot frees (MaybeRelease)
+    return;
+  }
+  if (fields_.Str("verdict").value_or("fail") == "fail" && !stopping_) {
+    ++failures_;
+    if (auto bail = fields_.Str("bail_reason")) {
+      Bail(fmt::format("{} bailed out{}{}", job.spec.name, bail->empty() ? "" : ": ",
+                       *bail));
+    } else if (bail_after_ > 0 && failures_ >= bail_after_) {
+      Bail(fmt::format("{} test{} failed (--bail {})", failures_,
+                       failures_ == 1 ? "" : "s", bail_after_));
+    }
+  }
+}
+
+// Stops the current run: queued jobs are cancelled (each reported), running
+// ones stopped by their auditors (TERM, grace, KILL).
+void Runner::Bail(std::string_view reason) {
+  if (bailed_ || ended_) return;
+  bailed_ = true;
+  bail_reason_ = std::string(reason);
+  {
+    JsonWriter& w = writer_.Begin("run.bail");
+    WriteText(w, "reason", reason);
+    Key(w, "cancelled");
+    w.Int64(static_cast<int64_t>(queue_.size()));
+    writer_.End();
+  }
+  for (const JobSpec& spec : queue_) {
+    JsonWriter& w = writer_.Begin("job.cancel", -1, spec.id);
+    WriteText(w, "name", spec.name);
+    WriteText(w, "reason", "the run bailed out");
+    writer_.End();
+  }
+  cancelled_ += static_cast<int64_t>(queue_.size());
+  queue_.clear();
+  Stop(false, SIGUSR1);
 }
 
 void Runner::OnExit(Job& job, int status) {
@@ -245,6 +344,13 @@ void Runner::OnClosed(uv_handle_t* h) {
 void Runner::MaybeRelease(Job& job) {
   if (!job.exited || !job.pipe_closed || job.released) return;
   job.released = true;
+  if (!job.spec.group.empty()) --group_running_[job.spec.group];
+  if (job.retry && !stopping_) {
+    // Next in line, in the slot just freed.
+    JobSpec again = job.spec;
+    ++again.attempt;
+    queue_.push_front(std::move(again));
+  }
   for (auto it = running_.begin(); it != running_.end(); ++it) {
     if (it->get() == &job) {
       graveyard_.push_back(std::move(*it));
@@ -328,13 +434,12 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.run = writer_.run();
   o.job = job.id;
   o.name = job.spec.name;
-  o.timeout_s = o_.timeout_s;
-  o.idle_timeout_s = o_.idle_timeout_s;
-  o.exit_timeout_s = o_.exit_timeout_s;
-  o.kill_grace_s = o_.kill_grace_s;
-  o.keep_tmpdir = o_.keep_tmpdir;
-  o.leaks_fail = o_.leaks_fail;
-  o.stdin_path = o_.stdin_path;
+  o.limits = job.spec.limits;
+  o.cwd = job.spec.cwd;
+  o.env = job_env_;
+  o.env.insert(o.env.end(), job.spec.env.begin(), job.spec.env.end());
+  o.attempt = job.spec.attempt;
+  o.attempts = job.spec.retries + 1;
   o.argv = job.spec.argv;
   std::string m = auditor::EncodeJob(o);
   for (;;) {
@@ -376,7 +481,7 @@ void Runner::OnServerMessage(std::string_view m) {
   Job& job = *it->second;
   if (kind == 'S') {
     job.pid = static_cast<pid_t>(value);
-    if (stopping_) kill(job.pid, SIGTERM);
+    if (stopping_) kill(job.pid, stop_signal_ ? stop_signal_ : SIGTERM);
   } else if (kind == 'E') {
     OnExit(job, static_cast<int>(value));
   } else if (kind == 'F') {
@@ -409,14 +514,115 @@ void Runner::StopServer() {
   server_fd_ = -1;
 }
 
+void Runner::Enqueue(JobSpec spec) {
+  spec.id = next_id_++;
+  queue_.push_back(std::move(spec));
+}
+
+// Fills free slots from the queue, in order, skipping jobs whose group is
+// at its limit (they keep their place).
 void Runner::StartMore() {
   while (!stopping_ && !queue_.empty() &&
          static_cast<int>(running_.size()) < slots_) {
+    auto it = queue_.begin();
+    if (!group_max_.empty()) {
+      for (; it != queue_.end(); ++it) {
+        if (it->group.empty()) break;
+        auto max = group_max_.find(it->group);
+        if (max == group_max_.end() || group_running_[it->group] < max->second) break;
+      }
+      if (it == queue_.end()) break;  // every queued job waits for its group
+    }
     auto job = std::make_unique<Job>();
-    job->id = next_id_++;
-    job->spec = std::move(queue_.front());
-    queue_.pop_front();
+    job->spec = std::move(*it);
+    job->id = job->spec.id;
+    queue_.erase(it);
+    if (!job->spec.group.empty()) ++group_running_[job->spec.group];
     if (!StartJob(std::move(job))) break;
+  }
+  if (js_read_ >= 0) {
+    if (!stopping_ && !queue_.empty() && static_cast<int>(running_.size()) >= slots_)
+      WantToken();
+    else if (queue_.empty() || stopping_)
+      ReturnTokens(running_.size() > 0 ? running_.size() - 1 : 0);
+  }
+}
+
+bool Runner::OpenJobserver() {
+  const char* flags = getenv("MAKEFLAGS");
+  if (!flags) return false;
+  std::string_view f(flags);
+  std::string_view auth;
+  for (std::string_view key : {"--jobserver-auth=", "--jobserver-fds="}) {
+    size_t at = f.rfind(key);
+    if (at == std::string_view::npos) continue;
+    auth = f.substr(at + key.size());
+    auth = auth.substr(0, auth.find(' '));
+    break;
+  }
+  if (auth.empty()) return false;
+  if (auth.starts_with("fifo:")) {
+    std::string path(auth.substr(5));
+    js_read_ = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    js_write_ = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  } else {
+    int r = -1, w = -1;
+    if (sscanf(std::string(auth).c_str(), "%d,%d", &r, &w) != 2 || r < 0 || w < 0)
+      return false;
+    // Our own open file description of the same pipe: non-blocking for
+    // us, without changing it for make and the other jobs sharing it.
+    js_read_ = open(fmt::format("/proc/self/fd/{}", r).c_str(),
+                    O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    js_write_ = fcntl(w, F_GETFD) >= 0 ? fcntl(w, F_DUPFD_CLOEXEC, 3) : -1;
+  }
+  if (js_read_ < 0 || js_write_ < 0) {
+    Warning(kProg, fmt::format("MAKEFLAGS names a jobserver ({}) that cannot be "
+                               "opened; running {} at a time",
+                               auth, slots_));
+    if (js_read_ >= 0) close(js_read_);
+    if (js_write_ >= 0) close(js_write_);
+    js_read_ = js_write_ = -1;
+    return false;
+  }
+  uv_poll_init(loop_, &js_poll_, js_read_);
+  js_poll_.data = this;
+  return true;
+}
+
+void Runner::WantToken() {
+  if (js_polling_) return;
+  js_polling_ = true;
+  uv_poll_start(&js_poll_, UV_READABLE, OnToken);
+}
+
+void Runner::OnToken(uv_poll_t* h, int, int) {
+  auto* self = static_cast<Runner*>(h->data);
+  char c;
+  ssize_t n = read(self->js_read_, &c, 1);
+  if (n == 1) {
+    self->tokens_.push_back(c);
+    ++self->slots_;
+  }
+  bool want = !self->stopping_ && !self->queue_.empty() &&
+              static_cast<int>(self->running_.size()) >= self->slots_;
+  if (!want) {
+    uv_poll_stop(h);
+    self->js_polling_ = false;
+  }
+  self->StartMore();
+}
+
+// Gives tokens back until "keep" are held.
+void Runner::ReturnTokens(size_t keep) {
+  while (tokens_.size() > keep) {
+    char c = tokens_.back();
+    if (write(js_write_, &c, 1) != 1 && errno == EINTR) continue;
+    tokens_.pop_back();
+    --slots_;
+  }
+  if (js_polling_ && (queue_.empty() || stopping_)) {
+    uv_poll_stop(&js_poll_);
+    js_polling_ = false;
   }
 }
 
@@ -425,21 +631,21 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
       o_.auditor,        "--run",     writer_.run(), "--job",
       std::to_string(job->id), "--name", job->spec.name, "--lifeline-fd",
       "3"};
-  if (o_.timeout_s > 0) {
-    args.push_back("--timeout");
-    args.push_back(fmt::format("{}", o_.timeout_s));
-  }
-  if (o_.idle_timeout_s > 0) {
-    args.push_back("--idle-timeout");
-    args.push_back(fmt::format("{}", o_.idle_timeout_s));
-  }
-  args.push_back("--exit-timeout");
-  args.push_back(fmt::format("{}", o_.exit_timeout_s));
-  args.push_back("--kill-grace");
-  args.push_back(fmt::format("{}", o_.kill_grace_s));
-  if (o_.keep_tmpdir) args.push_back("--keep");
-  args.push_back(o_.leaks_fail ? "--leaks=fail" : "--leaks=warn");
-  if (!o_.stdin_path.empty()) args.push_back("--stdin=" + o_.stdin_path);
+  const JobSpec& spec = job->spec;
+  const JobLimits& l = spec.limits;
+  if (l.timeout_s > 0) args.push_back(fmt::format("--timeout={}", l.timeout_s));
+  if (l.idle_timeout_s > 0)
+    args.push_back(fmt::format("--idle-timeout={}", l.idle_timeout_s));
+  args.push_back(fmt::format("--exit-timeout={}", l.exit_timeout_s));
+  args.push_back(fmt::format("--kill-grace={}", l.kill_grace_s));
+  if (l.keep_tmpdir) args.push_back("--keep");
+  args.push_back(l.leaks_fail ? "--leaks=fail" : "--leaks=warn");
+  if (!l.stdin_path.empty()) args.push_back("--stdin=" + l.stdin_path);
+  if (!spec.cwd.empty()) args.push_back("--cwd=" + spec.cwd);
+  args.push_back(fmt::format("--attempt={}", spec.attempt));
+  args.push_back(fmt::format("--attempts={}", spec.retries + 1));
+  for (const auto& e : job_env_) args.push_back("--env=" + e);
+  for (const auto& e : spec.env) args.push_back("--env=" + e);
   args.push_back("--");
   for (const auto& a : job->spec.argv) args.push_back(a);
   job->pipe.data = job.get();
@@ -496,17 +702,27 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   return true;
 }
 
-void Runner::Stop(bool interrupted) {
+void Runner::Stop(bool interrupted, int sig) {
   if (interrupted) interrupted_ = true;
   stopping_ = true;
+  // A second stop (a second Ctrl-C) is always SIGTERM: each auditor then
+  // skips the grace and KILLs.
+  stop_signal_ = stop_signal_ == 0 ? sig : SIGTERM;
   // Each auditor stops its test in order (TERM, grace, KILL) and reports.
   for (auto& job : running_)
-    if (!job->exited && job->pid > 0) kill(job->pid, SIGTERM);
+    if (!job->exited && job->pid > 0) kill(job->pid, stop_signal_);
   MaybeEnd();
 }
 
 void Runner::OnSignal(uv_signal_t* s, int) {
   auto* self = static_cast<Runner*>(s->data);
+  // One Ctrl-C can reach us twice: from the terminal (to the whole
+  // foreground group) and passed on by weft when it cannot tell it came
+  // from a terminal (a `kill -INT -PGID`). Signals this close together are
+  // one request; a person's second Ctrl-C comes later.
+  uint64_t now = uv_hrtime() / 1000000;
+  if (self->last_signal_ms_ != 0 && now - self->last_signal_ms_ < 200) return;
+  self->last_signal_ms_ = now;
   // A second signal makes each auditor skip the grace (it KILLs at once).
   self->Stop(true);
 }
@@ -525,9 +741,19 @@ void Runner::OnPrepare(uv_prepare_t* p) {
 void Runner::MaybeEnd() {
   if (ended_ || !running_.empty()) return;
   if (!queue_.empty() && !stopping_) return;
+  if (control_open_ && !stopping_) return;  // more jobs may come
   ended_ = true;
+  if (js_read_ >= 0) {
+    ReturnTokens(0);
+    uv_close(reinterpret_cast<uv_handle_t*>(&js_poll_), nullptr);
+  }
   StopServer();
-  int64_t cancelled = static_cast<int64_t>(queue_.size());
+  if (control_open_) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&control_));
+    uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
+    control_open_ = false;
+  }
+  int64_t cancelled = cancelled_ + static_cast<int64_t>(queue_.size());
   queue_.clear();
   JsonWriter& w = writer_.Begin("run.end");
   Key(w, "jobs_done");
@@ -536,6 +762,9 @@ void Runner::MaybeEnd() {
   w.Int64(cancelled);
   Key(w, "interrupted");
   w.Bool(interrupted_);
+  if (bailed_) {
+    WriteText(w, "bailed", bail_reason_);
+  }
   Key(w, "harness_error");
   w.Bool(harness_error_ || output_failed_);
   Key(w, "duration_us");
@@ -554,22 +783,115 @@ int Runner::Run() {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != o_.parent_pid) return 130;
   }
-  writer_.Hello(kProg);
-  start_us_ = events::NowMicros();
+  // weft.toml: named, or found here or above (then that is the project's
+  // root, where the tests run).
+  if (!o_.no_config) {
+    std::string file = o_.config.empty() ? FindConfig(".") : o_.config;
+    std::string err;
+    if (!file.empty() && !LoadConfig(file, &config_, &err)) {
+      Error(kProg, err);
+      return 2;
+    }
+  }
+  Options o = o_;
+  if (!config_.file.empty() && o_.config.empty() && !EnterProjectRoot(config_.file, &o.paths)) {
+    Error(kProg, fmt::format("cannot enter the project root of {}: {}",
+                             config_.file, strerror(errno)));
+    return 3;
+  }
 
   std::vector<JobSpec> specs;
   std::vector<std::string> warnings;
   std::string err;
-  if (!Discover(o_.paths, &specs, &warnings, &err)) {
+  bool streaming = false;
+  if (!o.jobs_from.empty()) {
+    // A regular file (stdin redirected from one, too) is read whole; a
+    // pipe, a terminal or a FIFO is a stream.
+    struct stat st;
+    bool is_stdin = o.jobs_from == "-";
+    int rc = is_stdin ? fstat(STDIN_FILENO, &st) : stat(o.jobs_from.c_str(), &st);
+    streaming = rc == 0 && !S_ISREG(st.st_mode);
+    if (is_stdin && !streaming) o.jobs_from = "/dev/stdin";
+  }
+  if (!streaming && !PlanJobs(o, config_, &specs, &warnings, &err)) {
     Error(kProg, err);
     return 2;
   }
+  // History (.weft/history.sqlite, indexed from the logs): durations for
+  // the order, and the latest run's failures.
+  History history;
+  history.Open(".weft", false, &warnings);
+  if (history.open()) {
+    auto expected = history.ExpectedDurations();
+    for (auto& spec : specs)
+      if (auto it = expected.find(spec.name); spec.expected_us < 0 && it != expected.end())
+        spec.expected_us = it->second;
+  }
+  std::set<std::string> failed_before;
+  if (o.rerun_failed || o.failed_first.value_or(config_.failed_first.value_or(false))) {
+    std::string latest;
+    failed_before = history.FailedInLatestRun(&latest);
+    if (o.rerun_failed) {
+      std::erase_if(specs, [&](const JobSpec& s) { return !failed_before.count(s.name); });
+      if (latest.empty())
+        warnings.push_back("--rerun-failed: no run in the history (.weft/runs) to rerun from");
+      else if (specs.empty())
+        warnings.push_back(fmt::format(
+            "--rerun-failed: nothing failed in the latest run ({}) among these tests",
+            latest));
+    }
+  }
   for (const auto& w : warnings) Warning(kProg, w);
+  order_ = o.order.value_or(config_.order.value_or("duration"));
+  if (o.seed || config_.seed) {
+    seed_ = o.seed ? *o.seed : *config_.seed;
+  } else {
+    seed_ = static_cast<uint64_t>(events::NowMicros()) ^
+            (static_cast<uint64_t>(getpid()) << 32);
+    seed_ %= 1000000000;  // short enough to type back
+  }
+  OrderJobs(order_, seed_, &specs);
+  if (!failed_before.empty())
+    std::stable_partition(specs.begin(), specs.end(), [&](const JobSpec& s) {
+      return failed_before.count(s.name) > 0;
+    });
+  bail_after_ = o.bail.value_or(config_.bail.value_or(0));
+  for (const auto& g : config_.groups) group_max_[g.name] = g.max_parallel;
+  int jobs = o.jobs ? *o.jobs : config_.jobs.value_or(0);
+  slots_ = jobs > 0 ? jobs
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Under make -jN: make's jobserver decides, unless -j was given here.
+  bool jobserver = !o.jobs && getenv("MAKEFLAGS") &&
+                   std::string_view(getenv("MAKEFLAGS")).find("--jobserver-") !=
+                       std::string_view::npos;
+  if (jobserver) slots_ = 1;
+  job_env_ = {fmt::format("WEFT_JOBS={}", jobserver ? 0 : slots_)};
+
+  if (o.list) {
+    // The plan, one job spec per line; nothing runs.
+    rapidjson::StringBuffer buf;
+    for (const auto& spec : specs) {
+      buf.Clear();
+      JsonWriter w(buf);
+      w.StartObject();
+      Key(w, "type");
+      String(w, "job");
+      WriteJobSpec(w, spec);
+      w.EndObject();
+      buf.Put('\n');
+      if (!events::WriteAll(STDOUT_FILENO, {buf.GetString(), buf.GetSize()})) {
+        Error(kProg, fmt::format("cannot write to stdout: {}", strerror(errno)));
+        return 3;
+      }
+    }
+    return specs.empty() && !streaming ? 4 : 0;
+  }
+
+  writer_.Hello(kProg);
+  start_us_ = events::NowMicros();
   planned_ = static_cast<int64_t>(specs.size());
-  for (auto& s : specs) queue_.push_back(std::move(s));
-  slots_ = o_.jobs > 0 ? o_.jobs
-                       : std::max(1, static_cast<int>(
-                                         std::thread::hardware_concurrency()));
+  for (auto& spec : specs) Enqueue(std::move(spec));
+  std::vector<JobSpec>().swap(specs);  // the queue holds them now
 
   char host[256] = "";
   gethostname(host, sizeof host - 1);
@@ -583,17 +905,28 @@ int Runner::Run() {
     w.EndArray();
     WriteText(w, "cwd", cwd);
     WriteText(w, "host", host);
+    if (!config_.file.empty()) WriteText(w, "config", config_.file);
     Key(w, "jobs");
     w.Int64(planned_);
     Key(w, "slots");
     w.Int(slots_);
-    if (o_.timeout_s > 0) {
-      Key(w, "timeout_s");
-      w.Double(o_.timeout_s);
+    Key(w, "order");
+    String(w, order_);
+    if (order_ == "shuffle") {
+      Key(w, "seed");
+      w.Uint64(seed_);
     }
-    if (o_.idle_timeout_s > 0) {
-      Key(w, "idle_timeout_s");
-      w.Double(o_.idle_timeout_s);
+    if (bail_after_ > 0) {
+      Key(w, "bail");
+      w.Int(bail_after_);
+    }
+    if (o.flaky_fails.value_or(config_.flaky_fails.value_or(false))) {
+      Key(w, "flaky_fails");
+      w.Bool(true);
+    }
+    if (streaming) {
+      Key(w, "streaming");
+      w.Bool(true);
     }
     writer_.End();
   }
@@ -606,6 +939,7 @@ int Runner::Run() {
     Error(kProg, fmt::format("pipe: {}", strerror(errno)));
     return 3;
   }
+  if (jobserver) OpenJobserver();
   uv_check_init(loop_, &check_);
   check_.data = this;
   uv_check_start(&check_, OnCheck);
@@ -620,13 +954,17 @@ int Runner::Run() {
     uv_signal_start(&signals_[i], OnSignal, sigs[i]);
   }
 
-  if (planned_ == 0) {
-    Warning(kProg, o_.paths.empty()
+  if (streaming && !OpenControl()) {
+    Error(kProg, fmt::format("{}: {}", o.jobs_from, strerror(errno)));
+    return 2;
+  }
+  if (planned_ == 0 && !streaming) {
+    Warning(kProg, o.paths.empty()
                        ? "no tests found"
                        : fmt::format("no tests found in {}",
-                                     fmt::join(o_.paths, ", ")));
+                                     fmt::join(o.paths, ", ")));
   }
-  if (planned_ > 0 && o_.fork_server && !StartServer())
+  if ((planned_ > 0 || streaming) && o_.fork_server && !StartServer())
     Warning(kProg, "cannot start the auditor fork server; exec'ing each auditor");
   StartMore();
   MaybeEnd();
@@ -635,12 +973,98 @@ int Runner::Run() {
   graveyard_.clear();
   uv_loop_close(loop_);
   close(lifeline_[0]);
+  if (js_read_ >= 0) close(js_read_);
+  if (js_write_ >= 0) close(js_write_);
   close(lifeline_[1]);
 
   if (output_failed_ || harness_error_) return 3;
   if (interrupted_) return 130;
   if (planned_ == 0) return 4;
   return 0;
+}
+
+bool Runner::OpenControl() {
+  int fd = o_.jobs_from == "-" ? dup(STDIN_FILENO)
+                               : open(o_.jobs_from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  uv_pipe_init(loop_, &control_, 0);
+  control_.data = this;
+  if (uv_pipe_open(&control_, fd) != 0) {
+    close(fd);
+    errno = EINVAL;
+    return false;
+  }
+  control_open_ = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&control_), OnControlAlloc,
+                OnControlRead);
+  return true;
+}
+
+void Runner::OnControlAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Runner*>(h->data);
+  size_t avail;
+  buf->base = self->control_reader_.Space(16 * 1024, &avail);
+  buf->len = avail;
+}
+
+void Runner::OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
+  auto* self = static_cast<Runner*>(h->data);
+  if (n > 0) self->control_reader_.Commit(static_cast<size_t>(n));
+  if (n < 0) self->control_reader_.Finish();
+  std::string_view line;
+  while (self->control_reader_.Next(&line)) self->ControlLine(line);
+  if (n < 0 && self->control_open_) {
+    // No more jobs will come: the run ends when these are done.
+    self->control_open_ = false;
+    uv_read_stop(h);
+    uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+  }
+  self->StartMore();
+  self->MaybeEnd();
+}
+
+// One line of the control stream: a job spec, or stop / bail / reload.
+void Runner::ControlLine(std::string_view line) {
+  ++control_line_;
+  if (line.empty() || line == "\r" || ended_) return;
+  std::string_view type = events::TypeOf(line);
+  std::string err;
+  if (type == "job") {
+    JobSpec spec;
+    if (!ParseJobSpec(line, &spec, &err)) {
+      HarnessError(fmt::format("{}:{}: {}", o_.jobs_from, control_line_, err));
+      return;
+    }
+    if (stopping_) return;
+    ApplyLayers(Config(), o_.cli, &spec);
+    Enqueue(std::move(spec));
+    ++planned_;
+    JsonWriter& w = writer_.Begin("run.queue");
+    Key(w, "added");
+    w.Int(1);
+    Key(w, "jobs");
+    w.Int64(planned_);
+    writer_.End();
+  } else if (type == "stop") {
+    Stop(true);
+  } else if (type == "bail") {
+    std::string padded(line);
+    padded.append(64, '\0');
+    std::string reason = "bail requested";
+    if (fields_.Load(events::Event(std::string_view(padded.data(), line.size()))))
+      if (auto r = fields_.Str("reason")) reason = std::string(*r);
+    Bail(reason);
+  } else if (type == "reload") {
+    // Stages (a later part of weft) reload on it; in the stream it marks
+    // the moment for every reader.
+    JsonWriter& w = writer_.Begin("reload");
+    WriteText(w, "source", "control");
+    writer_.End();
+  } else {
+    HarnessError(fmt::format("{}:{}: not a job spec or control line "
+                             "(job, stop, bail, reload): {:.200}",
+                             o_.jobs_from, control_line_, line));
+  }
 }
 
 }  // namespace

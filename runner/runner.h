@@ -2,23 +2,29 @@
 // event streams into one.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "config.h"
 #include "discover.h"
 
 namespace weft::runner {
 
 struct Options {
   std::vector<std::string> paths;
-  int jobs = 0;               // slots; 0 = number of CPUs
-  double timeout_s = 0;       // per test, wall time; 0 = none
-  double idle_timeout_s = 0;  // per test, without output; 0 = none
-  double exit_timeout_s = 2;  // output held open after the test exits
-  double kill_grace_s = 5;
-  bool keep_tmpdir = false;   // keep each test's TMPDIR after a pass
-  bool leaks_fail = true;     // processes left running fail the job
-  std::string stdin_path;     // every test's stdin; empty: /dev/null
+  std::optional<int> jobs;    // slots; 0 = "auto" (CPUs)
+  Override cli;               // limits, retries, env given on the command line
+  std::optional<int> bail;    // stop the run after N failed jobs
+  std::optional<bool> flaky_fails;
+  std::optional<std::string> order;  // duration, name, shuffle
+  std::optional<uint64_t> seed;
+  std::optional<bool> failed_first;
+  bool rerun_failed = false;  // only the jobs that failed in the latest run
+  std::string config;         // weft.toml to read; empty: look for one
+  bool no_config = false;
+  std::string jobs_from;      // job specs (JSONL) from this file, "-": stdin
+  bool list = false;          // print the job specs and exit
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling
   bool fork_server = true;    // fork auditors from one server, or exec each

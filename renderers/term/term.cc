@@ -267,15 +267,33 @@ void Renderer::Line(std::string_view line) {
     if (auto name = f_.Str("name")) v.name = Visible(*name);
     std::string verdict(f_.Str("verdict").value_or("fail"));
     int64_t duration = f_.Int("duration_us").value_or(0);
-    durations_.emplace_back(duration, v.name);
-    if (verdict == "fail") {
+    if (!f_.Bool("retry").value_or(false)) durations_.emplace_back(duration, v.name);
+    int64_t attempt = f_.Int("attempt").value_or(1);
+    int64_t attempts = f_.Int("attempts").value_or(1);
+    if (verdict == "fail" && f_.Bool("retry").value_or(false)) {
+      // Not final: it runs again. Shown with what failed, so a flaky
+      // failure is never hidden by the pass that follows it.
       std::vector<std::string> reasons;
       f_.StrArray("reasons", &reasons);
-      Print(fmt::format("{} {} ({})\n", Paint("FAIL", kRed), v.name,
-                        FormatDuration(duration)));
+      Print(fmt::format("{} {} ({}, attempt {} of {})\n", Paint("RETRY", kYellow),
+                        v.name, FormatDuration(duration), attempt, attempts));
+      for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
+      PrintFailure(v, false);
+    } else if (verdict == "fail") {
+      std::vector<std::string> reasons;
+      f_.StrArray("reasons", &reasons);
+      Print(fmt::format("{} {} ({}{})\n", Paint("FAIL", kRed), v.name,
+                        FormatDuration(duration),
+                        attempt > 1 ? fmt::format(", attempt {} of {}", attempt, attempts)
+                                    : std::string()));
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
       PrintFailure(v);
       failed_.emplace_back(v.name, std::move(reasons));
+    } else if (f_.Bool("flaky").value_or(false)) {
+      Print(fmt::format("{} {} ({}): passed on attempt {} of {}\n",
+                        Paint("FLAKY", kYellow), v.name, FormatDuration(duration),
+                        attempt, attempts));
+      flaky_.push_back(v.name);
     } else if (f_.Bool("leaked").value_or(false)) {
       // --leaks=warn: it passed, but left processes running (now killed).
       Print(fmt::format("{} {} ({}): left processes running; they were killed\n",
@@ -287,6 +305,10 @@ void Renderer::Line(std::string_view line) {
                         v.name, FormatDuration(duration)));
     }
     jobs_.erase(job);
+  } else if (type == "run.bail") {
+    if (!f_.Load(e)) return;
+    Print(fmt::format("{} {}; stopping the run\n", Paint("BAIL", kRed),
+                      Visible(f_.Str("reason").value_or("the run bailed out"))));
   } else if (type == "counts") {
     if (!f_.Load(e)) return;
     P_ = f_.Int("P").value_or(P_);
@@ -318,6 +340,13 @@ void Renderer::Line(std::string_view line) {
     int64_t wall = f_.Int("wall_us").value_or(0);
 
     std::string s = "\n";
+    if (!flaky_.empty()) {
+      s += fmt::format("Flaky tests (failed, then passed on a retry{}):\n",
+                       f_.Bool("flaky_fails").value_or(false)
+                           ? "; --flaky-fails counts them as failed"
+                           : "");
+      for (const auto& name : flaky_) s += fmt::format("  {}\n", Paint(name, kYellow));
+    }
     if (!failed_.empty()) {
       s += "Failed tests:\n";
       for (const auto& [name, reasons] : failed_) {
@@ -326,7 +355,13 @@ void Renderer::Line(std::string_view line) {
         s += fmt::format("  {}  {}\n", Paint(name, kRed), why);
       }
     }
-    std::string files = fmt::format("Files: {} passed, {} failed", jp, jf);
+    int64_t jk = f_.Int("jobs", "flaky").value_or(0);
+    // A flaky test is among the passed, or with --flaky-fails the failed.
+    std::string flaky = jk ? fmt::format(" ({} flaky)", jk) : "";
+    bool flaky_failed = f_.Bool("flaky_fails").value_or(false);
+    std::string files = fmt::format("Files: {} passed{}, {} failed{}", jp,
+                                    flaky_failed ? "" : flaky, jf,
+                                    flaky_failed ? flaky : "");
     if (js) files += fmt::format(", {} skipped", js);
     if (jc) files += fmt::format(", {} cancelled", jc);
     if (ju) files += fmt::format(", {} unfinished", ju);
@@ -361,7 +396,7 @@ void Renderer::Line(std::string_view line) {
   }
 }
 
-void Renderer::PrintFailure(const JobView& v) {
+void Renderer::PrintFailure(const JobView& v, bool rerun) {
   std::string s;
   for (const auto& d : v.detail) s += d + "\n";
   if (v.failed_hidden)
@@ -370,7 +405,7 @@ void Renderer::PrintFailure(const JobView& v) {
     s += fmt::format("  last {} lines of other output:\n", v.tail.size());
     for (const auto& t : v.tail) s += "    " + t + "\n";
   }
-  s += fmt::format("  rerun: weft test {}\n", v.name);
+  if (rerun) s += fmt::format("  rerun: weft test {}\n", v.name);
   Print(s);
 }
 

@@ -59,7 +59,7 @@ class Renderer {
   JobView& View(int64_t job);
   static std::optional<int64_t> JobOf(std::string_view line);
   void Print(std::string_view text);  // clears and later redraws status
-  void PrintFailure(const JobView& v);
+  void PrintFailure(const JobView& v, bool rerun = true);
   void StatusLine(int64_t now_us, bool force);
   std::string Paint(std::string_view text, int colour) const;
   void Attach(JobView& v, std::string line);
@@ -70,6 +70,7 @@ class Renderer {
   std::map<int64_t, JobView> jobs_;
   std::vector<std::pair<std::string, std::vector<std::string>>> failed_;
   std::vector<std::pair<int64_t, std::string>> durations_;
+  std::vector<std::string> flaky_;
   int64_t P_ = 0, F_ = 0, A_ = 0, R_ = 0, T_ = 0;
   int64_t run_start_us_ = 0;
   int64_t last_draw_us_ = 0;

@@ -6,7 +6,10 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <map>
 #include <string>
+
+#include "limits.h"
 
 namespace weft {
 
@@ -41,6 +44,42 @@ inline int ParseArgs(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
   return -1;
+}
+
+// The options of JobLimits (or of LimitFlags: the same, each given or
+// not), declared once for every executable that takes them, in the group
+// "Running tests" (weft test forwards that group to weft-runner).
+template <class Limits>
+void AddLimitOptions(CLI::App& app, Limits* l, const std::string& subject = "a test") {
+  const char* group = "Running tests";
+  app.add_option("--timeout", l->timeout_s,
+                 fmt::format("Stop {} after SECONDS (TERM, then KILL); 0 = never "
+                             "(default: 0)", subject))
+      ->check(CLI::NonNegativeNumber)->group(group);
+  app.add_option("--idle-timeout", l->idle_timeout_s,
+                 fmt::format("Stop {} that prints nothing (on any stream) for "
+                             "SECONDS; 0 = never (default: 0)", subject))
+      ->check(CLI::NonNegativeNumber)->group(group);
+  app.add_option("--exit-timeout", l->exit_timeout_s,
+                 "After a test exits, stop reading output still held open "
+                 "(by something it passed its pipes to) after SECONDS; the job "
+                 "fails (default: 2)")
+      ->check(CLI::PositiveNumber)->group(group);
+  app.add_option("--kill-grace", l->kill_grace_s,
+                 "Seconds between TERM and KILL when stopping a test (default: 5)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  app.add_flag_callback("--keep", [l] { l->keep_tmpdir = true; },
+                        "Keep each test's TMPDIR after it passes (always kept "
+                        "after a failure)")
+      ->group(group);
+  app.add_option("--leaks", l->leaks_fail,
+                 "Processes a test leaves running: fail the job, or only warn "
+                 "(default: fail)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, std::string>{{"fail", "1"}, {"warn", "0"}}))
+      ->group(group);
+  app.add_option("--stdin", l->stdin_path,
+                 "Every test's stdin (default: /dev/null)")->group(group);
 }
 
 }  // namespace weft

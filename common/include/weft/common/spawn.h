@@ -23,6 +23,7 @@ struct SpawnRequest {
   std::vector<std::pair<int, int>> extra_fds;  // {our fd, child's fd}
   bool new_session = false;            // setsid(): own session and group
   bool new_group = false;              // setpgid(0, 0): own process group
+  const char* cwd = nullptr;           // chdir() here first; nullptr: ours
   // We install no signal handlers (signals come through a signalfd): a
   // cheaper vfork-based spawn that resets only ignored signals is safe.
   bool no_handlers = false;

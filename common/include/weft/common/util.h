@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace weft {
@@ -25,5 +26,9 @@ void Warning(std::string_view prog, std::string_view message);
 // SIGPIPE, so a closed downstream pipe is an EPIPE error to handle, not a
 // silent death.
 void InitStreamProcess();
+
+// Sets "KEY=VALUE" in an environment list: any entry for KEY goes, the new
+// one is appended (so it is the one found).
+void SetEnvEntry(std::vector<std::string>* env, std::string_view kv);
 
 }  // namespace weft

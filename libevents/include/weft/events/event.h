@@ -74,6 +74,8 @@ class Fields {
   std::optional<std::string_view> Str(std::string_view key);
   std::optional<int64_t> Int(std::string_view key);
   std::optional<bool> Bool(std::string_view key);
+  // Any JSON number, as a double.
+  std::optional<double> Double(std::string_view key);
   // A field of an object field: Int("exit", "code").
   std::optional<int64_t> Int(std::string_view object, std::string_view key);
   std::optional<std::string_view> Str(std::string_view object,
@@ -85,6 +87,9 @@ class Fields {
   bool StrTable(std::string_view key,
                 std::initializer_list<std::string_view> columns,
                 std::vector<std::vector<std::string>>* rows);
+  // An object whose values are all strings, as KEY=VALUE strings in order;
+  // false if absent or not such an object.
+  bool StrMap(std::string_view key, std::vector<std::string>* out);
   // The raw JSON text of a field's value (object, array, anything).
   std::optional<std::string_view> Raw(std::string_view key);
 

@@ -23,14 +23,16 @@ struct PumpHandlers {
 enum class PumpEnd { kEof, kReadError, kInterrupted };
 
 // Reads "fd" until EOF; the last line without '\n' is handed over too.
-// Returns kInterrupted when a second SIGINT/SIGTERM arrived (see
+// Returns kInterrupted when a third SIGINT/SIGTERM arrived (see
 // InstallStopCounter); *err says what failed on kReadError.
 PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
              std::string* err);
 
 // Counts SIGINT/SIGTERM/SIGHUP instead of dying: a filter keeps reading
 // until its upstream ends (so logs close and summaries print) and gives up
-// only at the second signal.
+// only at the third signal: the first stops the run, the second makes the
+// runner kill what is left (the run still ends, with its run.end), the
+// third means the user wants out whatever the state.
 void InstallStopCounter();
 int StopCount();
 

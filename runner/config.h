@@ -1,0 +1,69 @@
+// weft.toml: a project's defaults for its runs (docs/weft.toml.md).
+#pragma once
+
+#include <weft/common/limits.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weft::runner {
+
+// Jobs whose names match "paths" (globs) run at most max_parallel at once.
+struct Group {
+  std::string name;
+  std::vector<std::string> paths;
+  int max_parallel = 1;
+};
+
+// Settings for the jobs whose names match "paths" (globs); later overrides
+// win over earlier ones, every override over the top level.
+// The top level of weft.toml and the command line are layers of the same
+// kind, matching every job.
+struct Override {
+  std::vector<std::string> paths;  // empty: every job
+  LimitFlags limits;
+  std::optional<int> retries;
+  std::vector<std::string> env;  // KEY=VALUE
+};
+
+struct Config {
+  std::string file;  // the file read; empty when there is none
+  std::vector<std::string> paths, include, exclude;
+  std::optional<int> jobs;  // 0: auto
+  Override top;  // timeouts, keep, leaks, stdin, retries, env
+  std::optional<int> bail;
+  std::optional<bool> flaky_fails, failed_first;
+  std::optional<std::string> order;  // "duration", "name", "shuffle"
+  std::optional<uint64_t> seed;
+  // Extension without the dot -> the command that runs such a file (empty:
+  // the file itself, when executable).
+  std::map<std::string, std::vector<std::string>> interpreters;
+  std::vector<Group> groups;
+  std::vector<Override> overrides;
+  std::optional<std::string> color;  // [render]
+  std::optional<bool> verbose;
+};
+
+// The weft.toml that governs "dir": in it or the nearest directory above.
+// Empty when there is none.
+std::string FindConfig(const std::string& dir);
+
+// Makes the directory holding "file" (the project's root) the current one,
+// when it is not already, and rewrites "paths" (given relative to the old
+// one) for it. False with errno when it cannot.
+bool EnterProjectRoot(const std::string& file, std::vector<std::string>* paths);
+
+// Reads and checks a weft.toml. On any problem (TOML syntax, an unknown
+// key, a value of the wrong type or out of range) returns false with *err
+// naming the file, the line and the key.
+bool LoadConfig(const std::string& file, Config* config, std::string* err);
+
+// Whether "name" (a job's path) matches a glob of weft.toml: fnmatch(3)
+// without FNM_PATHNAME ("*" also matches "/"), or the glob is a directory
+// prefix of the name ("t/db" matches "t/db/x.t").
+bool GlobMatch(const std::string& glob, const std::string& name);
+
+}  // namespace weft::runner

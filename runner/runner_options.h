@@ -1,0 +1,85 @@
+// weft-runner's options about the run, declared once for weft-runner and
+// for `weft test` (which forwards the ones given). Include only from a
+// main.cc: CLI11 is a heavy header.
+#pragma once
+
+#include <weft/common/cli.h>
+
+#include "runner.h"
+
+namespace weft::runner {
+
+inline void AddRunnerOptions(CLI::App& app, Options* o) {
+  const char* group = "Running tests";
+  app.add_option("paths", o->paths, "Test files or directories");
+  app.add_option_function<std::string>(
+         "-j,--jobs",
+         [o](const std::string& v) {
+           o->jobs = v == "auto" ? 0 : std::stoi(v);
+         },
+         "Run N tests at once, or auto: one per CPU (default: auto; a make "
+         "jobserver in MAKEFLAGS is respected)")
+      ->check([](const std::string& v) {
+        if (v == "auto") return std::string();
+        try {
+          size_t used = 0;
+          int n = std::stoi(v, &used);
+          if (used == v.size() && n >= 1 && n <= 100000) return std::string();
+        } catch (...) {
+        }
+        return std::string("must be a number from 1 to 100000, or auto");
+      })
+      ->type_name("N|auto")->group(group);
+  AddLimitOptions(app, &o->cli.limits);
+  app.add_option("--retries", o->cli.retries,
+                 "Rerun a failing test up to N times; one that then passes is "
+                 "FLAKY (default: 0)")
+      ->check(CLI::Range(0, 1000))->group(group);
+  app.add_flag_callback("--flaky-fails", [o] { o->flaky_fails = true; },
+                        "Count a FLAKY test (failed, then passed on a retry) "
+                        "as a failure in the exit code")
+      ->group(group);
+  app.add_option("--bail", o->bail,
+                 "Stop the run after N failed tests: queued ones are cancelled, "
+                 "running ones stopped (default: 0, never)")
+      ->check(CLI::Range(0, 1000000))->group(group);
+  app.add_option("--env", o->cli.env,
+                 "Set KEY=VALUE in every test's environment (repeatable)")
+      ->check([](const std::string& kv) {
+        return kv.find('=') == std::string::npos || kv[0] == '='
+                   ? std::string("must be KEY=VALUE")
+                   : std::string();
+      })
+      ->allow_extra_args(false)
+      ->group(group);
+  const char* order = "Order";
+  app.add_option("--order", o->order,
+                 "duration: longest first by history (default); name; shuffle")
+      ->check(CLI::IsMember({"duration", "name", "shuffle"}))->group(order);
+  app.add_flag_callback("--shuffle", [o] { o->order = "shuffle"; },
+                        "Same as --order=shuffle; the seed is printed")
+      ->group(order);
+  app.add_option("--seed", o->seed,
+                 "The shuffle's seed: the same seed, the same order (default: "
+                 "a new one, shown in run.start)")
+      ->group(order);
+  app.add_flag_callback("--failed-first", [o] { o->failed_first = true; },
+                        "Run the tests that failed in the latest run first")
+      ->group(order);
+  app.add_flag("--rerun-failed", o->rerun_failed,
+               "Run only the tests that failed in the latest run")
+      ->group(order);
+  const char* config = "Configuration";
+  app.add_option("--config", o->config,
+                 "Read this weft.toml (default: ./weft.toml or the nearest one "
+                 "above)")
+      ->group(config);
+  app.add_flag("--no-config", o->no_config, "Read no weft.toml")->group(config);
+  app.add_option("--jobs-from", o->jobs_from,
+                 "Run the job specs (JSONL, as `weft list` prints them) in FILE, "
+                 "or - for stdin, instead of finding tests; on a pipe, also "
+                 "stop and bail control lines")
+      ->group(config);
+}
+
+}  // namespace weft::runner

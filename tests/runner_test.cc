@@ -1,0 +1,409 @@
+// The runner as a scheduler, through the real binaries: weft.toml, job
+// specs, ordering, groups, retries, bail out, Ctrl-C.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "support.h"
+
+using namespace weft::testing;
+
+namespace {
+
+Result Weft(const TempDir& dir, std::vector<std::string> args,
+            const std::string& input = "") {
+  std::vector<std::string> argv = {Bin("weft")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunOptions o;
+  o.cwd = dir.path();
+  o.input = input;
+  return Run(argv, o);
+}
+
+Result Runner(const TempDir& dir, std::vector<std::string> args,
+              const std::string& input = "") {
+  std::vector<std::string> argv = {Bin("weft-runner")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunOptions o;
+  o.cwd = dir.path();
+  o.input = input;
+  return Run(argv, o);
+}
+
+// The job names of `weft list` output, in order.
+std::vector<std::string> Names(const std::string& jsonl) {
+  std::vector<std::string> names;
+  for (const auto& line : Lines(jsonl)) {
+    auto at = line.find("\"name\":\"");
+    if (at == std::string::npos) continue;
+    at += 8;
+    names.push_back(line.substr(at, line.find('"', at) - at));
+  }
+  return names;
+}
+
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("weft.toml errors name the file, the line and the key, and exit 2") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo ok 1\n");
+  struct Case {
+    std::string toml, err;
+  } cases[] = {
+      {"jobs = 2\ntimout = 3\n",
+       "weft: error: weft.toml:2: timout: unknown key (did you mean \"timeout\"?)\n"},
+      {"timeout = \"ten\"\n", "weft: error: weft.toml:1: timeout: must be a number of seconds\n"},
+      {"jobs = 0\n", "weft: error: weft.toml:1: jobs: must be from 1 to 100000\n"},
+      {"leaks = \"maybe\"\n",
+       "weft: error: weft.toml:1: leaks: must be one of \"fail\", \"warn\"\n"},
+      {"[[group]]\nname = \"db\"\n", "weft: error: weft.toml:1: group: needs paths\n"},
+      {"[[override]]\npaths = [\"t/*\"]\nretires = 2\n",
+       "weft: error: weft.toml:3: retires: unknown key (did you mean \"retries\"?)\n"},
+      {"[render]\ncolour = \"never\"\n",
+       "weft: error: weft.toml:2: colour: unknown key (did you mean \"color\"?)\n"},
+      {"jobs = [\n", ""},  // a TOML syntax error: its own message
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.toml);
+    d.Write("weft.toml", c.toml);
+    Result r = Weft(d, {"test"});
+    CHECK(r.code == 2);
+    CHECK(r.out == "");
+    if (!c.err.empty())
+      CHECK(r.err == c.err);
+    else
+      CHECK(r.err.rfind("weft: error: weft.toml:", 0) == 0);
+    // The runner alone says the same, under its own name.
+    Result runner = Runner(d, {"--list"});
+    CHECK(runner.code == 2);
+    if (!c.err.empty()) CHECK(runner.err == "weft-runner" + c.err.substr(4));
+  }
+}
+
+TEST_CASE("weft.toml sets paths, interpreters, env, include/exclude and per-path limits; flags win") {
+  TempDir d;
+  d.Write("weft.toml",
+          "paths = [\"checks\"]\n"
+          "exclude = [\"checks/skip-me*\"]\n"
+          "timeout = 30\n"
+          "[env]\nGREETING = \"hello\"\nDEBUG = true\n"
+          "[interpreters]\n\".chk\" = [\"sh\", \"-e\"]\n"
+          "[[override]]\npaths = [\"checks/slow*\"]\ntimeout = 120\n"
+          "env = { GREETING = \"slowly\" }\n");
+  d.Write("checks/a.chk", "echo 1..1; echo \"ok 1 - $GREETING $DEBUG $WEFT_JOBS\"\n");
+  d.Write("checks/slow.chk", "echo 1..1; echo \"ok 1 - $GREETING\"\n");
+  d.Write("checks/skip-me.chk", "exit 1\n");
+  Result list = Weft(d, {"list", "-j3"});
+  REQUIRE(list.code == 0);
+  auto lines = Lines(list.out);
+  REQUIRE(lines.size() == 2);
+  CHECK(Has(lines[0], R"("name":"checks/a.chk","argv":[")"));
+  CHECK(Has(lines[0], R"(/sh","-e","checks/a.chk"],"env":{"DEBUG":"1","GREETING":"hello"},"timeout_s":30.0,)"));
+  CHECK(Has(lines[1], R"("env":{"DEBUG":"1","GREETING":"slowly"},"timeout_s":120.0,)"));
+  // A flag given wins over the file, per-path overrides included.
+  Result flagged = Weft(d, {"list", "--timeout=5", "--env=GREETING=flag"});
+  for (const auto& line : Lines(flagged.out)) {
+    CHECK(Has(line, R"("timeout_s":5.0,)"));
+    CHECK(Has(line, R"("GREETING":"flag")"));
+  }
+  Result run = Weft(d, {"test", "-j3", "-v"});
+  CHECK(run.code == 0);
+  CHECK(Has(run.out, "checks/a.chk: ok 1 - hello 1 3\n"));
+  CHECK(Has(run.out, "checks/slow.chk: ok 1 - slowly\n"));
+  CHECK(!Has(run.out, "skip-me"));
+}
+
+TEST_CASE("weft.toml in a directory above: the tests run from the project root") {
+  TempDir d;
+  d.Write("weft.toml", "paths = \"t\"\n");
+  d.Write("t/where.sh", "echo 1..1; echo \"ok 1 - in $(basename \"$PWD\")\"\n");
+  d.Write("t/sub/x.sh", "echo 1..1; echo ok 1\n");
+  d.Write("docs/README", "");
+  RunOptions o;
+  o.cwd = d.path() + "/docs";
+  Result r = Run({Bin("weft"), "list"}, o);
+  CHECK(Names(r.out) == std::vector<std::string>{"t/sub/x.sh", "t/where.sh"});
+  // A path given from below the root means the same file.
+  o.cwd = d.path() + "/t";
+  r = Run({Bin("weft"), "list", "sub"}, o);
+  CHECK(Names(r.out) == std::vector<std::string>{"t/sub/x.sh"});
+  r = Run({Bin("weft"), "test", "-v", "where.sh"}, o);
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, "t/where.sh: ok 1 - in " +
+                       d.path().substr(d.path().rfind('/') + 1) + "\n"));
+  // The log is the project's, at the root.
+  CHECK(!d.Read(".weft/latest").empty());
+}
+
+TEST_CASE("job specs from weft list run as they are through --jobs-from") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo \"ok 1 - a $X\"\n");
+  d.Write("t/b.sh", "echo 1..1; echo \"ok 1 - b $X\"\n");
+  Result list = Weft(d, {"list", "--env=X=from-list"});
+  REQUIRE(list.code == 0);
+  d.Write("jobs.jsonl", list.out);
+  // From a file, and from stdin (a stream), the same run.
+  for (const std::string& from : {std::string("jobs.jsonl"), std::string("-")}) {
+    CAPTURE(from);
+    Result r = Runner(d, {"--jobs-from", from}, from == "-" ? list.out : "");
+    CHECK(r.code == 0);
+    CHECK(Has(r.out, R"("description":"a from-list")"));
+    CHECK(Has(r.out, R"("description":"b from-list")"));
+    CHECK(Has(r.out, R"("type":"run.end")"));
+  }
+  // A spec with only argv; a bad line is an error naming file and line.
+  d.Write("bad.jsonl", "{\"type\":\"job\",\"argv\":[\"sh\",\"t/a.sh\"]}\n{\"type\":\"job\"}\n");
+  Result bad = Runner(d, {"--jobs-from", "bad.jsonl"});
+  CHECK(bad.code == 2);
+  CHECK(bad.err == "weft-runner: error: bad.jsonl:2: \"argv\" must be a non-empty array of strings\n");
+}
+
+TEST_CASE("a control stream on stdin: jobs as they come, then stop") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo ok 1\n");
+  std::string input =
+      "{\"type\":\"job\",\"name\":\"first\",\"argv\":[\"sh\",\"t/a.sh\"]}\n"
+      "{\"type\":\"reload\"}\n"
+      "{\"type\":\"nonsense\"}\n"
+      "{\"type\":\"job\",\"name\":\"second\",\"argv\":[\"sh\",\"t/a.sh\"]}\n";
+  Result r = Runner(d, {"--jobs-from", "-"}, input);
+  CHECK(r.code == 3);  // the nonsense line is a harness error, named
+  CHECK(Has(r.out, R"("type":"run.queue")"));
+  CHECK(Has(r.out, R"("name":"first")"));
+  CHECK(Has(r.out, R"("name":"second")"));
+  CHECK(Has(r.out, R"("type":"reload")"));
+  CHECK(Has(r.out, R"(-:3: not a job spec or control line (job, stop, bail, reload): {\"type\":\"nonsense\"}")"));
+  // Through the overlord, jobs announced on the way are counted.
+  Result ok = Runner(d, {"--jobs-from", "-"},
+                     "{\"type\":\"job\",\"argv\":[\"sh\",\"t/a.sh\"]}\n");
+  CHECK(ok.code == 0);
+  RunOptions o;
+  o.input = ok.out;
+  Result summary = Run({Bin("weft-overlord")}, o);
+  CHECK(Has(summary.out, R"("jobs":{"planned":1,"passed":1,"failed":0,)"));
+}
+
+TEST_CASE("--shuffle: the same seed gives the same order; a new job leaves the others' order") {
+  TempDir d;
+  for (int i = 0; i < 12; ++i)
+    d.Write("t/" + std::string(1, static_cast<char>('a' + i)) + ".sh", "echo 1..0\n");
+  auto order = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "list");
+    return Names(Weft(d, args).out);
+  };
+  auto by_name = order({"--order=name"});
+  auto s42 = order({"--shuffle", "--seed=42"});
+  CHECK(s42 == order({"--order=shuffle", "--seed=42"}));
+  CHECK(s42 != by_name);
+  CHECK(s42 != order({"--shuffle", "--seed=43"}));
+  std::vector<std::string> sorted = s42;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == by_name);
+  d.Write("t/new.sh", "echo 1..0\n");
+  auto with_new = order({"--shuffle", "--seed=42"});
+  with_new.erase(std::find(with_new.begin(), with_new.end(), "t/new.sh"));
+  CHECK(with_new == s42);
+  // The seed is in run.start, to reproduce a run.
+  Result run = Runner(d, {"--shuffle", "--seed=7"});
+  CHECK(Has(run.out, R"("order":"shuffle","seed":7)"));
+}
+
+TEST_CASE("a group with max_parallel = 1 never runs two of its jobs at once") {
+  TempDir d;
+  d.Write("weft.toml",
+          "jobs = 4\n[[group]]\nname = \"db\"\npaths = [\"t/db\"]\n");
+  // Each db test marks the group busy; finding it busy is a failure.
+  std::string db =
+      "echo 1..1\n"
+      "if ! mkdir \"$LOCK\" 2>/dev/null; then echo 'not ok 1 - overlap'; exit; fi\n"
+      "sleep 0.2; rmdir \"$LOCK\"; echo ok 1\n";
+  for (int i = 0; i < 4; ++i) d.Write("t/db/" + std::to_string(i) + ".sh", db);
+  d.Write("t/free.sh", "echo 1..1; sleep 0.2; echo ok 1\n");
+  Result r = Weft(d, {"test", "--env=LOCK=" + d.path() + "/lock"});
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, "Files: 5 passed, 0 failed (5 in all)."));
+  Result list = Weft(d, {"list", "t/db/0.sh", "t/free.sh"});
+  CHECK(Has(Lines(list.out)[0], R"("group":"db")"));
+  CHECK(!Has(Lines(list.out)[1], R"("group")"));
+}
+
+TEST_CASE("--retries: a test that fails then passes is FLAKY; --flaky-fails fails the run") {
+  TempDir d;
+  d.Write("t/flaky.sh",
+          "echo 1..1\n"
+          "if [ \"$WEFT_ATTEMPT\" = 1 ]; then echo 'not ok 1 - first try'; else echo ok 1; fi\n");
+  d.Write("t/ok.sh", "echo 1..1; echo ok 1\n");
+  Result r = Weft(d, {"test", "-j1", "--retries=2", "--order=name"});
+  CHECK(r.code == 0);
+  // (The slowest list's order is the machine's; it is not what is tested.)
+  std::string out = Normalize(r.out);
+  size_t slow = out.find("Slowest: ");
+  REQUIRE(slow != std::string::npos);
+  out.erase(slow, out.find('\n', slow) + 1 - slow);
+  CHECK(out ==
+        "RETRY t/flaky.sh (<t>, attempt 1 of 3)\n"
+        "  1 of 1 assertion failed (#1)\n"
+        "  not ok 1 - first try\n"
+        "FLAKY t/flaky.sh (<t>): passed on attempt 2 of 3\n"
+        "\n"
+        "Flaky tests (failed, then passed on a retry):\n"
+        "  t/flaky.sh\n"
+        "Files: 2 passed (1 flaky), 0 failed (2 in all).\n"
+        "Assertions: 2 passed, 0 failed, 0 skipped, 0 todo (2 in all).\n"
+        "Wall time <t>.  Result: PASS\n");
+  // Every attempt is in the log, with its number.
+  std::string log = d.Read(".weft/latest");
+  CHECK(Has(log, R"("attempt":1,"attempts":3,"retry":true)"));
+  CHECK(Has(log, R"("attempt":2,"attempts":3,"flaky":true)"));
+  Result strict = Weft(d, {"test", "--retries=1", "--flaky-fails"});
+  CHECK(strict.code == 1);
+  CHECK(Has(strict.out, "Flaky tests (failed, then passed on a retry; --flaky-fails "
+                        "counts them as failed):\n  t/flaky.sh\n"));
+  CHECK(Has(strict.out, "Files: 1 passed, 1 failed (1 flaky) (2 in all).\n"));
+  CHECK(Has(strict.out, "Result: FAIL\n"));
+  // Without retries it simply fails.
+  CHECK(Weft(d, {"test"}).code == 1);
+}
+
+TEST_CASE("--retries: a test that always fails runs 1 + N times and fails once") {
+  TempDir d;
+  d.Write("t/bad.sh", "echo 1..1; echo \"not ok 1 - attempt $WEFT_ATTEMPT\"\n");
+  Result r = Weft(d, {"test", "--retries=2"});
+  CHECK(r.code == 1);
+  std::string out = Normalize(r.out);
+  CHECK(Has(out, "RETRY t/bad.sh (<t>, attempt 1 of 3)\n"));
+  CHECK(Has(out, "RETRY t/bad.sh (<t>, attempt 2 of 3)\n"));
+  CHECK(Has(out, "FAIL t/bad.sh (<t>, attempt 3 of 3)\n  1 of 1 assertion failed (#1)\n"
+                 "  not ok 1 - attempt 3\n"));
+  CHECK(Has(out, "Files: 0 passed, 1 failed (1 in all).\n"));
+}
+
+TEST_CASE("a test's Bail out! stops the run: queued jobs cancelled, running ones stopped") {
+  TempDir d;
+  d.Write("t/a-bail.sh", "echo 1..2; echo ok 1; echo 'Bail out! no database'; sleep 60\n");
+  d.Write("t/b-slow.sh", "echo 1..1; echo $$ > \"$PIDS/b\"; sleep 60; echo ok 1\n");
+  for (int i = 0; i < 3; ++i)
+    d.Write("t/c" + std::to_string(i) + ".sh", "echo 1..1; echo ok 1\n");
+  Result r = Weft(d, {"test", "-j2", "--order=name", "--env=PIDS=" + d.path()});
+  CHECK(r.code == 1);
+  std::string out = Normalize(r.out);
+  CHECK(Has(out, "BAIL t/a-bail.sh bailed out: no database; stopping the run\n"));
+  CHECK(Has(out, "FAIL t/b-slow.sh (<t>)\n  stopped: the run bailed out\n"));
+  CHECK(Has(out, "Files: 0 passed, 2 failed, 3 cancelled (5 in all).\n"));
+  CHECK(Has(out, "Result: FAIL\n"));
+  std::string log = d.Read(".weft/latest");
+  CHECK(Has(log, R"("type":"run.bail")"));
+  CHECK(Has(log, R"("type":"job.cancel")"));
+  CHECK(Has(log, R"("bailed":"t/a-bail.sh bailed out: no database")"));
+  pid_t b = std::stoi(d.Read("b"));
+  CHECK(WaitFor(10, [&] { return !Alive(b); }));
+}
+
+TEST_CASE("--bail N stops the run after N failed tests") {
+  TempDir d;
+  for (int i = 0; i < 5; ++i)
+    d.Write("t/f" + std::to_string(i) + ".sh", "echo 1..1; echo 'not ok 1'\n");
+  Result r = Weft(d, {"test", "-j1", "--bail=2"});
+  CHECK(r.code == 1);
+  CHECK(Has(r.out, "BAIL 2 tests failed (--bail 2); stopping the run\n"));
+  CHECK(Has(r.out, "Files: 0 passed, 2 failed, 3 cancelled (5 in all).\n"));
+}
+
+TEST_CASE("Ctrl-C twice: the second kills tests that ignore SIGTERM at once") {
+  TempDir d;
+  d.HelperTest("t/stubborn", "plan 1 ignore-term pidfile " + d.path() + "/pid hang");
+  RunOptions o;
+  o.cwd = d.path();
+  o.new_group = true;
+  Child weft({Bin("weft"), "test", "--kill-grace=600", "t"}, o);
+  pid_t test_pid = -1;
+  REQUIRE(WaitFor(30, [&] {
+    std::ifstream in(d.path() + "/pid");
+    return static_cast<bool>(in >> test_pid);
+  }));
+  kill(-weft.pid(), SIGINT);
+  // The test ignores the TERM; the grace is 10 minutes. A second Ctrl-C:
+  usleep(300 * 1000);
+  CHECK(Alive(test_pid));
+  kill(-weft.pid(), SIGINT);
+  Result r = weft.Wait();
+  CHECK(r.code == 130);
+  CHECK(Has(r.out, "Result: INTERRUPTED"));
+  CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
+  auto lines = Lines(d.Read(".weft/latest"));
+  REQUIRE(!lines.empty());
+  CHECK(Has(lines.back(), R"("type":"run.end")"));
+}
+
+TEST_CASE("history: longest first from earlier runs, --failed-first, --rerun-failed, a corrupt index rebuilt") {
+  TempDir d;
+  d.Write("t/a-quick.sh", "echo 1..1; echo ok 1\n");
+  d.Write("t/b-slow.sh", "echo 1..1; sleep 0.5; echo ok 1\n");
+  d.Write("t/c-fails.sh", "echo 1..1; echo 'not ok 1'\n");
+  d.Write("t/d-quick.sh", "echo 1..1; echo ok 1\n");
+  // No history yet: discovery order.
+  CHECK(Names(Weft(d, {"list"}).out) ==
+        std::vector<std::string>{"t/a-quick.sh", "t/b-slow.sh", "t/c-fails.sh", "t/d-quick.sh"});
+  CHECK(Weft(d, {"test"}).code == 1);
+  // The slow one first now; a test new since then first of all.
+  d.Write("t/e-new.sh", "echo 1..1; echo ok 1\n");
+  auto order = Names(Weft(d, {"list"}).out);
+  REQUIRE(order.size() == 5);
+  CHECK(order[0] == "t/e-new.sh");
+  CHECK(order[1] == "t/b-slow.sh");
+  CHECK(Has(Weft(d, {"list", "t/b-slow.sh"}).out, R"("expected_us":)"));
+  CHECK(!Has(Weft(d, {"list", "t/b-slow.sh"}).out, R"("expected_us":null)"));
+  order = Names(Weft(d, {"list", "--failed-first"}).out);
+  CHECK(order[0] == "t/c-fails.sh");
+  CHECK(Names(Weft(d, {"list", "--rerun-failed"}).out) ==
+        std::vector<std::string>{"t/c-fails.sh"});
+  // A corrupt index is rebuilt from the logs, with a warning.
+  d.Write(".weft/history.sqlite", "not a database at all");
+  Result r = Weft(d, {"list", "--rerun-failed"});
+  CHECK(Names(r.out) == std::vector<std::string>{"t/c-fails.sh"});
+  CHECK(Has(r.err, "weft-runner: warning: .weft/history.sqlite: file is not a database; "
+                   "rebuilding it from the logs\n"));
+  Result rebuilt = Weft(d, {"history", "rebuild"});
+  CHECK(rebuilt.code == 0);
+  CHECK(rebuilt.out ==
+        "indexed 1 run (4 job results) from .weft/runs into .weft/history.sqlite\n");
+  // Once it passes, nothing is left to rerun.
+  d.Write("t/c-fails.sh", "echo 1..1; echo ok 1\n");
+  CHECK(Weft(d, {"test", "--rerun-failed"}).code == 0);
+  r = Weft(d, {"test", "--rerun-failed"});
+  CHECK(r.code == 4);
+  CHECK(Has(r.err, "--rerun-failed: nothing failed in the latest run ("));
+}
+
+TEST_CASE("under make -jN the runner takes its slots from make's jobserver") {
+  TempDir d;
+  // Each test counts the tests running beside it (itself included).
+  std::string count =
+      "echo 1..1; touch \"$RUNDIR/$$\"; ls \"$RUNDIR\" | wc -l >> \"$MAX\"\n"
+      "sleep 0.4; rm \"$RUNDIR/$$\"; echo ok 1\n";
+  for (int i = 0; i < 6; ++i) d.Write("t/" + std::to_string(i) + ".sh", count);
+  d.Write("Makefile", "all:\n\t+" + Bin("weft-runner") + " --env=RUNDIR=" + d.path() +
+                          "/run --env=MAX=" + d.path() + "/max t > " + d.path() +
+                          "/events.jsonl\n");
+  d.Write("run/.keep", "");
+  RunOptions o;
+  o.cwd = d.path();
+  Result r = Run({"/usr/bin/make", "-s", "-j3"}, o);
+  CHECK(r.code == 0);
+  CHECK(r.err == "");
+  int most = 0;
+  std::istringstream in(d.Read("max"));
+  for (int n; in >> n;) most = std::max(most, n);  // (ls skips .keep)
+  CHECK(most == 3);
+  CHECK(Has(d.Read("events.jsonl"), R"("type":"run.end")"));
+}

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -669,6 +670,8 @@ void Auditor::OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 }
 
 bool Auditor::Spawn() {
+  // The job's clock starts here, also for a job that cannot start.
+  start_us_ = last_assert_us_ = events::NowMicros();
   // Its own TMPDIR: removed after a pass, kept (and named in job.end)
   // after a failure or with --keep.
   if (!o_.tmpdir.empty()) {
@@ -716,6 +719,17 @@ bool Auditor::Spawn() {
     spawn_error_ = fmt::format("cannot start {}: pipe: {}", o_.argv[0], strerror(errno));
     for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
     return false;
+  }
+  if (!o_.cwd.empty()) {
+    struct stat st;
+    if (stat(o_.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      spawn_error_ = fmt::format("cannot start {}: cannot run it in {}: {}", o_.argv[0],
+                                 o_.cwd, stat(o_.cwd.c_str(), &st) != 0
+                                             ? strerror(errno)
+                                             : "not a directory");
+      for (int fd : {out[0], out[1], err[0], err[1], ev[0], ev[1]}) close(fd);
+      return false;
+    }
   }
   int stdin_fd = -1;
   if (!o_.limits.stdin_path.empty()) {
@@ -991,7 +1005,8 @@ void Auditor::Finish() {
     Key(w, "attempts");
     w.Int(std::max(o_.attempts, o_.attempt));
     if (!verdict_pass_ && o_.attempt < o_.attempts && !interrupted_ &&
-        !orphaned_ && !output_failed_ && !bail_stopped_) {
+        !orphaned_ && !output_failed_ && !bail_stopped_ && !t.bailed &&
+        !native_.bailed) {
       // Not the job's last word: the runner runs it again.
       Key(w, "retry");
       w.Bool(true);

@@ -30,12 +30,17 @@ ChainResult RunChain(const std::vector<std::vector<std::string>>& commands,
 
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
+  // The chain's processes start with the stop signals blocked and unblock
+  // them once their handlers are in place (InstallStopCounter, the
+  // runner's signal handles): a Ctrl-C during their start-up waits for
+  // them instead of killing one and failing the run.
+  sigset_t stops, defaults;
+  sigemptyset(&stops);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, s);
   sigemptyset(&defaults);
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE})
     sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setsigmask(&attr, &stops);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
@@ -82,6 +87,7 @@ ChainResult RunChain(const std::vector<std::vector<std::string>>& commands,
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
       result.interrupted = true;
+      ++result.stop_signals;
       // From the terminal, the runner got it too; from a process, only we
       // did: pass it on.
       if (info.si_code != SI_KERNEL && runner > 0) kill(runner, sig);

@@ -17,6 +17,7 @@ struct ChainResult {
   std::vector<int> codes;       // exit status, or 128 + signal
   std::vector<bool> signaled;   // died by a signal
   bool interrupted = false;     // we were asked to stop
+  int stop_signals = 0;         // how many times
   std::string error;            // could not start the chain
 };
 

@@ -22,7 +22,9 @@ struct ShowOptions {
 
 // The options of weft-runner given on our command line, to pass on: the
 // runner reads weft.toml itself, and a flag not given must not hide it.
-std::vector<std::string> Forwarded(CLI::App* cmd) {
+// Values that are paths are rebased when we moved to the project root
+// ("moved_from" is where we were).
+std::vector<std::string> Forwarded(CLI::App* cmd, const std::string& moved_from = "") {
   std::vector<std::string> args;
   for (const CLI::Option* opt : cmd->get_options()) {
     const std::string& group = opt->get_group();
@@ -34,7 +36,9 @@ std::vector<std::string> Forwarded(CLI::App* cmd) {
       args.push_back(name);
       continue;
     }
-    for (const auto& v : opt->results()) args.push_back(name + "=" + v);
+    bool is_path = name == "--jobs-from" || name == "--stdin";
+    for (const auto& v : opt->results())
+      args.push_back(name + "=" + (is_path ? weft::runner::RebasePath(v, moved_from) : v));
   }
   return args;
 }
@@ -42,7 +46,8 @@ std::vector<std::string> Forwarded(CLI::App* cmd) {
 // weft.toml, for [render] and to find the project's root; the runner
 // reads it again for the rest (and says the same thing about errors).
 bool ReadConfig(const weft::runner::Options& o, weft::runner::Config* config,
-                std::vector<std::string>* paths, int* rc) {
+                std::vector<std::string>* paths, int* rc,
+                std::string* moved_from = nullptr) {
   if (o.no_config) return true;
   std::string file = o.config.empty() ? weft::runner::FindConfig(".") : o.config;
   if (file.empty()) return true;
@@ -52,7 +57,7 @@ bool ReadConfig(const weft::runner::Options& o, weft::runner::Config* config,
     *rc = weft::kExitUsage;
     return false;
   }
-  if (o.config.empty() && !weft::runner::EnterProjectRoot(file, paths)) {
+  if (o.config.empty() && !weft::runner::EnterProjectRoot(file, paths, moved_from)) {
     weft::Error(kProg, fmt::format("cannot enter the project root of {}: {}",
                                    file, strerror(errno)));
     *rc = weft::kExitHarness;
@@ -72,13 +77,15 @@ int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
   }
   weft::runner::Config config;
   int rc = 0;
-  if (!ReadConfig(o, &config, &paths, &rc)) return rc;
+  std::string moved_from;
+  if (!ReadConfig(o, &config, &paths, &rc, &moved_from)) return rc;
+  show.log = weft::runner::RebasePath(show.log, moved_from);
   if (show.color.empty()) show.color = config.color.value_or("auto");
   if (!show.verbose) show.verbose = config.verbose.value_or(false);
 
   std::string dir = weft::SelfDir();
   std::vector<std::string> runner = {dir + "/weft-runner"};
-  for (auto& a : Forwarded(cmd)) runner.push_back(std::move(a));
+  for (auto& a : Forwarded(cmd, moved_from)) runner.push_back(std::move(a));
   runner.push_back(fmt::format("--parent-pid={}", getpid()));
   runner.push_back("--");
   for (const auto& p : paths) runner.push_back(p);
@@ -94,6 +101,9 @@ int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
     weft::Error(kProg, r.error);
     return weft::kExitHarness;
   }
+  // A third Ctrl-C: every part gave up at once, as asked; what broke on
+  // the way out is no news.
+  if (r.stop_signals >= 3) return weft::kExitInterrupted;
   const char* names[] = {"weft-runner", "weft-overlord", "weft-logger",
                          "weft-render-term"};
   bool harness = false;

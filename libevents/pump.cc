@@ -17,7 +17,14 @@ void InstallStopCounter() {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = OnStop;  // no SA_RESTART: poll() returns EINTR
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    sigaction(sig, &sa, nullptr);
+    sigaddset(&stops, sig);
+  }
+  // weft starts us with them blocked: now they can come.
+  sigprocmask(SIG_UNBLOCK, &stops, nullptr);
 }
 
 int StopCount() { return g_stops; }

@@ -36,6 +36,7 @@ void Overlord::Reset() {
   attempts_retried_ = jobs_flaky_ = jobs_cancelled_ = 0;
   flaky_fails_ = false;
   flaky_.clear();
+  retry_pending_.clear();
   bail_reason_.clear();
   asserts_total_ = asserts_passed_ = asserts_failed_ = asserts_skipped_ =
       asserts_todo_ = asserts_todo_passed_ = 0;
@@ -111,6 +112,7 @@ void Overlord::Line(std::string_view line) {
       int64_t job = fields_.Int("job").value_or(-1);
       active_[job] = fields_.Int("ts").value_or(0);
       if (fields_.Int("attempt").value_or(1) > 1) {
+        retry_pending_.erase(job);
         if (counts_.R > 0) --counts_.R;  // the retry it was waiting for
       } else if (counts_.T > 0) {
         --counts_.T;
@@ -130,6 +132,8 @@ void Overlord::Line(std::string_view line) {
       // Not the job's last word: it runs again. Its assertions are in the
       // log; the run's counts take the last attempt's.
       ++attempts_retried_;
+      fields_.StrArray("reasons", &f.reasons);
+      retry_pending_[f.job] = f;
       if (active_.erase(f.job)) --counts_.A;
       ++counts_.R;
       counts_dirty_ = true;
@@ -172,6 +176,10 @@ void Overlord::Line(std::string_view line) {
     bailed_ = true;
     if (fields_.Load(event)) bail_reason_ = std::string(fields_.Str("reason").value_or(""));
   } else if (type == "job.cancel") {
+    // A queued retry that never starts: its failed attempt is the job's
+    // last word (counted failed at the end), not a cancellation.
+    if (fields_.Load(event) && retry_pending_.count(fields_.Int("job").value_or(-1)))
+      return;
     ++jobs_cancelled_;
     if (counts_.T > 0) --counts_.T;
     counts_dirty_ = true;
@@ -217,7 +225,17 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   if (summarised_) return;
   summarised_ = true;
   int64_t unfinished = static_cast<int64_t>(active_.size());
-  int64_t cancelled = jobs_cancelled_ + counts_.T + counts_.R;
+  for (auto& [job, f] : retry_pending_) {
+    // Its retry never started: it failed.
+    ++jobs_failed_;
+    ++counts_.F;
+    if (counts_.R > 0) --counts_.R;
+    counts_dirty_ = true;
+    failed_.push_back(f);
+    finished_.push_back(std::move(f));
+  }
+  retry_pending_.clear();
+  int64_t cancelled = jobs_cancelled_ + counts_.T;
   if (unfinished > 0)
     OverlordError(fmt::format("{} job(s) never finished", unfinished));
   MaybeCounts(events::NowMicros(), true);

@@ -75,6 +75,9 @@ class Overlord {
   int64_t attempts_retried_ = 0, jobs_flaky_ = 0, jobs_cancelled_ = 0;
   bool flaky_fails_ = false;
   std::vector<FinishedJob> flaky_;
+  // Failed attempts whose retry has not started: if the run ends first
+  // (a bail out, Ctrl-C), that failure is the job's last word.
+  std::map<int64_t, FinishedJob> retry_pending_;
   std::string bail_reason_;
   int64_t asserts_total_ = 0, asserts_passed_ = 0, asserts_failed_ = 0,
           asserts_skipped_ = 0, asserts_todo_ = 0, asserts_todo_passed_ = 0;

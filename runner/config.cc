@@ -342,19 +342,29 @@ std::string FindConfig(const std::string& dir) {
   }
 }
 
-bool EnterProjectRoot(const std::string& file, std::vector<std::string>* paths) {
+std::string RebasePath(const std::string& path, const std::string& from) {
+  namespace fs = std::filesystem;
+  if (from.empty() || path.empty() || path == "-" || path[0] == '/') return path;
+  std::error_code ec;
+  fs::path here = fs::current_path(ec);
+  fs::path abs = (fs::path(from) / path).lexically_normal();
+  fs::path rel = abs.lexically_relative(here);
+  // Outside the current directory: absolute.
+  return rel.empty() || *rel.begin() == ".." ? abs.string() : rel.string();
+}
+
+bool EnterProjectRoot(const std::string& file, std::vector<std::string>* paths,
+                      std::string* moved_from) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  if (moved_from) moved_from->clear();
   fs::path here = fs::current_path(ec);
   fs::path root = fs::absolute(file, ec).parent_path();
   if (ec || root == here) return true;
-  for (auto& p : *paths) {
-    fs::path abs = fs::absolute(p, ec).lexically_normal();
-    fs::path rel = abs.lexically_relative(root);
-    // Outside the root: keep it absolute.
-    p = rel.empty() || *rel.begin() == ".." ? abs.string() : rel.string();
-  }
-  return chdir(root.c_str()) == 0;
+  if (chdir(root.c_str()) != 0) return false;
+  for (auto& p : *paths) p = RebasePath(p, here.string());
+  if (moved_from) *moved_from = here.string();
+  return true;
 }
 
 bool LoadConfig(const std::string& file, Config* config, std::string* err) {

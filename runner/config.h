@@ -54,7 +54,14 @@ std::string FindConfig(const std::string& dir);
 // Makes the directory holding "file" (the project's root) the current one,
 // when it is not already, and rewrites "paths" (given relative to the old
 // one) for it. False with errno when it cannot.
-bool EnterProjectRoot(const std::string& file, std::vector<std::string>* paths);
+// *moved_from (if given) is where we were, or empty when we did not move.
+bool EnterProjectRoot(const std::string& file, std::vector<std::string>* paths,
+                      std::string* moved_from = nullptr);
+
+// "path", given relative to the directory "from", as seen from the current
+// one (absolute when it lies outside it). Absolute paths, "-" and an empty
+// "from" leave it as it is.
+std::string RebasePath(const std::string& path, const std::string& from);
 
 // Reads and checks a weft.toml. On any problem (TOML syntax, an unknown
 // key, a value of the wrong type or out of range) returns false with *err

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <weft/common/util.h>
 #include <weft/events/event.h>
 
@@ -91,9 +92,18 @@ bool PlanJobs(const Options& o, const Config& config, std::vector<JobSpec>* jobs
   if (!Discover(paths, DefaultInterpreters(config.interpreters), &found,
                 warnings, err))
     return false;
+  // A file named on the command line always runs; include and exclude
+  // choose among the files found in directories.
+  std::set<std::string> named;
+  for (const auto& p : o.paths) {
+    struct stat st;
+    if (stat(p.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) named.insert(p);
+  }
   for (auto& job : found) {
-    if (!config.include.empty() && !AnyMatch(config.include, job.name)) continue;
-    if (AnyMatch(config.exclude, job.name)) continue;
+    if (!named.count(job.name)) {
+      if (!config.include.empty() && !AnyMatch(config.include, job.name)) continue;
+      if (AnyMatch(config.exclude, job.name)) continue;
+    }
     ApplyLayers(config, o.cli, &job);
     jobs->push_back(std::move(job));
   }
@@ -111,6 +121,9 @@ void OrderJobs(const std::string& order, uint64_t seed, std::vector<JobSpec>* jo
     out.reserve(jobs->size());
     for (auto& [key, i] : keys) out.push_back(std::move((*jobs)[i]));
     *jobs = std::move(out);
+  } else if (order == "name") {
+    std::stable_sort(jobs->begin(), jobs->end(),
+                     [](const JobSpec& a, const JobSpec& b) { return a.name < b.name; });
   } else if (order == "duration") {
     std::stable_sort(jobs->begin(), jobs->end(), [](const JobSpec& a, const JobSpec& b) {
       // Unknown (-1) first, then longest first.

@@ -25,7 +25,7 @@ void ApplyLayers(const Config& config, const Override& cli, JobSpec* job);
 bool PlanJobs(const Options& o, const Config& config, std::vector<JobSpec>* jobs,
               std::vector<std::string>* warnings, std::string* err);
 
-// Orders the jobs: "name" (as found), "shuffle" (by a hash of the seed and
+// Orders the jobs: "name" (by name, byte order), "shuffle" (by a hash of the seed and
 // the name: the same seed gives the same order, and adding a job does not
 // reorder the others), "duration" (longest expected first; jobs without
 // history first of all, as they may be the longest). Stable.

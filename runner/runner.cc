@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -93,8 +94,10 @@ class Runner {
   bool control_open_ = false;
   uint64_t control_line_ = 0;
   Config config_;
+  std::string jobs_from_;  // --jobs-from, from where we run
   std::vector<std::string> job_env_;  // WEFT_JOBS, for every job
   std::map<std::string, int> group_max_, group_running_;
+  bool grouped_ = false;  // some job has a group
   int64_t failures_ = 0;  // final failures (not those retried)
   int bail_after_ = 0;
   std::string bail_reason_;
@@ -363,7 +366,7 @@ void Runner::MaybeRelease(Job& job) {
 }
 
 void Runner::JobDone(Job& job) {
-  ++done_;
+  if (!job.retry || stopping_) ++done_;  // jobs, not attempts
   if (job.saw_end) return;
   // The auditor died without finishing the job: a harness failure, and the
   // job must not pass. Clean up after it: its test may still be running.
@@ -516,6 +519,7 @@ void Runner::StopServer() {
 
 void Runner::Enqueue(JobSpec spec) {
   spec.id = next_id_++;
+  if (!spec.group.empty()) grouped_ = true;
   queue_.push_back(std::move(spec));
 }
 
@@ -525,11 +529,13 @@ void Runner::StartMore() {
   while (!stopping_ && !queue_.empty() &&
          static_cast<int>(running_.size()) < slots_) {
     auto it = queue_.begin();
-    if (!group_max_.empty()) {
+    if (grouped_) {
       for (; it != queue_.end(); ++it) {
         if (it->group.empty()) break;
+        // A group weft.toml does not define (named by a job spec) is serial.
         auto max = group_max_.find(it->group);
-        if (max == group_max_.end() || group_running_[it->group] < max->second) break;
+        int limit = max == group_max_.end() ? 1 : max->second;
+        if (group_running_[it->group] < limit) break;
       }
       if (it == queue_.end()) break;  // every queued job waits for its group
     }
@@ -769,6 +775,24 @@ void Runner::MaybeEnd() {
   w.Bool(harness_error_ || output_failed_);
   Key(w, "duration_us");
   w.Int64(events::NowMicros() - start_us_);
+  {
+    // What the runner itself cost (not its auditors and tests): the
+    // harness's own overhead, for bench/spawn and for anyone curious.
+    struct rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    auto us = [](const struct timeval& tv) {
+      return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+    };
+    Key(w, "runner_usage");
+    w.StartObject();
+    Key(w, "user_us");
+    w.Int64(us(self.ru_utime));
+    Key(w, "sys_us");
+    w.Int64(us(self.ru_stime));
+    Key(w, "max_rss_kib");
+    w.Int64(self.ru_maxrss);
+    w.EndObject();
+  }
   writer_.End();
   Flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
@@ -794,11 +818,18 @@ int Runner::Run() {
     }
   }
   Options o = o_;
-  if (!config_.file.empty() && o_.config.empty() && !EnterProjectRoot(config_.file, &o.paths)) {
+  std::string moved_from;
+  if (!config_.file.empty() && o_.config.empty() &&
+      !EnterProjectRoot(config_.file, &o.paths, &moved_from)) {
     Error(kProg, fmt::format("cannot enter the project root of {}: {}",
                              config_.file, strerror(errno)));
     return 3;
   }
+  // Paths given relative to where we were started.
+  o.jobs_from = RebasePath(o.jobs_from, moved_from);
+  if (o.cli.limits.stdin_path)
+    o.cli.limits.stdin_path = RebasePath(*o.cli.limits.stdin_path, moved_from);
+  jobs_from_ = o.jobs_from;
 
   std::vector<JobSpec> specs;
   std::vector<std::string> warnings;
@@ -810,7 +841,7 @@ int Runner::Run() {
     struct stat st;
     bool is_stdin = o.jobs_from == "-";
     int rc = is_stdin ? fstat(STDIN_FILENO, &st) : stat(o.jobs_from.c_str(), &st);
-    streaming = rc == 0 && !S_ISREG(st.st_mode);
+    streaming = rc == 0 && !S_ISREG(st.st_mode) && !o.list;
     if (is_stdin && !streaming) o.jobs_from = "/dev/stdin";
   }
   if (!streaming && !PlanJobs(o, config_, &specs, &warnings, &err)) {
@@ -953,6 +984,13 @@ int Runner::Run() {
     signals_[i].data = this;
     uv_signal_start(&signals_[i], OnSignal, sigs[i]);
   }
+  {
+    // weft starts us with them blocked: now they can come.
+    sigset_t stops;
+    sigemptyset(&stops);
+    for (int sig : sigs) sigaddset(&stops, sig);
+    sigprocmask(SIG_UNBLOCK, &stops, nullptr);
+  }
 
   if (streaming && !OpenControl()) {
     Error(kProg, fmt::format("{}: {}", o.jobs_from, strerror(errno)));
@@ -984,8 +1022,8 @@ int Runner::Run() {
 }
 
 bool Runner::OpenControl() {
-  int fd = o_.jobs_from == "-" ? dup(STDIN_FILENO)
-                               : open(o_.jobs_from.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = jobs_from_ == "-" ? dup(STDIN_FILENO)
+                               : open(jobs_from_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   uv_pipe_init(loop_, &control_, 0);
   control_.data = this;
@@ -1032,7 +1070,14 @@ void Runner::ControlLine(std::string_view line) {
   if (type == "job") {
     JobSpec spec;
     if (!ParseJobSpec(line, &spec, &err)) {
-      HarnessError(fmt::format("{}:{}: {}", o_.jobs_from, control_line_, err));
+      std::string message = fmt::format("{}:{}: {}; skipped", jobs_from_,
+                                        control_line_, err);
+      Warning(kProg, message);
+      JsonWriter& w = writer_.Begin("warning");
+      Key(w, "source");
+      String(w, kProg);
+      WriteText(w, "message", message);
+      writer_.End();
       return;
     }
     if (stopping_) return;
@@ -1061,9 +1106,16 @@ void Runner::ControlLine(std::string_view line) {
     WriteText(w, "source", "control");
     writer_.End();
   } else {
-    HarnessError(fmt::format("{}:{}: not a job spec or control line "
-                             "(job, stop, bail, reload): {:.200}",
-                             o_.jobs_from, control_line_, line));
+    // The controller's mistake, not weft's: said, and skipped.
+    std::string message = fmt::format("{}:{}: not a job spec or control line "
+                                      "(job, stop, bail, reload): {:.200}",
+                                      jobs_from_, control_line_, line);
+    Warning(kProg, message);
+    JsonWriter& w = writer_.Begin("warning");
+    Key(w, "source");
+    String(w, kProg);
+    WriteText(w, "message", message);
+    writer_.End();
   }
 }
 

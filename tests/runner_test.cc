@@ -177,12 +177,14 @@ TEST_CASE("a control stream on stdin: jobs as they come, then stop") {
       "{\"type\":\"nonsense\"}\n"
       "{\"type\":\"job\",\"name\":\"second\",\"argv\":[\"sh\",\"t/a.sh\"]}\n";
   Result r = Runner(d, {"--jobs-from", "-"}, input);
-  CHECK(r.code == 3);  // the nonsense line is a harness error, named
+  CHECK(r.code == 0);  // the nonsense line is the controller's mistake: said, skipped
+  CHECK(r.err == "weft-runner: warning: -:3: not a job spec or control line (job, stop, "
+                 "bail, reload): {\"type\":\"nonsense\"}\n");
+  CHECK(Has(r.out, R"("type":"warning")"));
   CHECK(Has(r.out, R"("type":"run.queue")"));
   CHECK(Has(r.out, R"("name":"first")"));
   CHECK(Has(r.out, R"("name":"second")"));
   CHECK(Has(r.out, R"("type":"reload")"));
-  CHECK(Has(r.out, R"(-:3: not a job spec or control line (job, stop, bail, reload): {\"type\":\"nonsense\"}")"));
   // Through the overlord, jobs announced on the way are counted.
   Result ok = Runner(d, {"--jobs-from", "-"},
                      "{\"type\":\"job\",\"argv\":[\"sh\",\"t/a.sh\"]}\n");
@@ -213,9 +215,11 @@ TEST_CASE("--shuffle: the same seed gives the same order; a new job leaves the o
   auto with_new = order({"--shuffle", "--seed=42"});
   with_new.erase(std::find(with_new.begin(), with_new.end(), "t/new.sh"));
   CHECK(with_new == s42);
-  // The seed is in run.start, to reproduce a run.
+  // The seed is in run.start, and on the terminal, to reproduce a run.
   Result run = Runner(d, {"--shuffle", "--seed=7"});
   CHECK(Has(run.out, R"("order":"shuffle","seed":7)"));
+  CHECK(Has(Weft(d, {"test", "--shuffle", "--seed=7"}).out,
+            "Shuffled: --seed 7 runs them in this order again.\n"));
 }
 
 TEST_CASE("a group with max_parallel = 1 never runs two of its jobs at once") {
@@ -337,6 +341,8 @@ TEST_CASE("Ctrl-C twice: the second kills tests that ignore SIGTERM at once") {
   CHECK(Alive(test_pid));
   kill(-weft.pid(), SIGINT);
   Result r = weft.Wait();
+  CAPTURE(r.out);
+  CAPTURE(r.err);
   CHECK(r.code == 130);
   CHECK(Has(r.out, "Result: INTERRUPTED"));
   CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
@@ -406,4 +412,58 @@ TEST_CASE("under make -jN the runner takes its slots from make's jobserver") {
   for (int n; in >> n;) most = std::max(most, n);  // (ls skips .keep)
   CHECK(most == 3);
   CHECK(Has(d.Read("events.jsonl"), R"("type":"run.end")"));
+}
+
+TEST_CASE("a test that bails out is not retried, and the run's counts add up") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo 'Bail out! broken'\n");
+  for (int i = 0; i < 3; ++i) d.Write("t/b" + std::to_string(i) + ".sh", "echo 1..1; echo ok 1\n");
+  Result r = Weft(d, {"test", "-j1", "--retries=2", "--order=name"});
+  CHECK(r.code == 1);
+  CHECK(!Has(r.out, "RETRY"));
+  CHECK(Has(r.out, "  t/a.sh  bailed out: broken\n"));
+  CHECK(Has(r.out, "Files: 0 passed, 1 failed, 3 cancelled (4 in all).\n"));
+  std::string log = d.Read(".weft/latest");
+  CHECK(Has(log, R"("jobs_done":1,"cancelled":3,)"));
+}
+
+TEST_CASE("from a subdirectory, relative --jobs-from and --stdin still name the same files") {
+  TempDir d;
+  d.Write("weft.toml", "");
+  d.Write("t/read.sh", "echo 1..1; read line; echo \"ok 1 - $line\"\n");
+  d.Write("sub/in.txt", "fed\n");
+  d.Write("sub/specs.jsonl", "{\"type\":\"job\",\"argv\":[\"sh\",\"t/read.sh\"]}\n");
+  RunOptions o;
+  o.cwd = d.path() + "/sub";
+  Result r = Run({Bin("weft-runner"), "--jobs-from=specs.jsonl", "--stdin=in.txt"}, o);
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, R"("description":"fed")"));
+  r = Run({Bin("weft"), "test", "-v", "--stdin=in.txt", "--log=here.jsonl", "../t"}, o);
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, "t/read.sh: ok 1 - fed\n"));
+  CHECK(Has(d.Read("sub/here.jsonl"), R"("type":"run.end")"));
+}
+
+TEST_CASE("a job spec's directory that does not exist is named in the failure") {
+  TempDir d;
+  d.Write("specs.jsonl",
+          "{\"type\":\"job\",\"name\":\"x\",\"argv\":[\"true\"],\"cwd\":\"/nonexistent/dir\"}\n");
+  Result r = Runner(d, {"--jobs-from=specs.jsonl"});
+  CHECK(Has(r.out, R"("reasons":["cannot start true: cannot run it in /nonexistent/dir: No such file or directory"])"));
+  // Its clock started, like any job's: no duration since 1970.
+  CHECK(!Has(r.out, R"("ts":0,)"));
+  Result shown = Run({Bin("weft-render-term")}, RunOptions{.input = r.out});
+  CHECK(Has(shown.out, "FAIL x ("));
+  CHECK(!Has(shown.out, "m05s"));
+  CHECK(Lines(shown.out).front().size() < 20);
+}
+
+TEST_CASE("a file named on the command line runs even when weft.toml excludes it") {
+  TempDir d;
+  d.Write("weft.toml", "exclude = [\"t/manual\"]\n");
+  d.Write("t/manual/poke.sh", "echo 1..1; echo ok 1\n");
+  d.Write("t/auto.sh", "echo 1..1; echo ok 1\n");
+  CHECK(Names(Weft(d, {"list"}).out) == std::vector<std::string>{"t/auto.sh"});
+  CHECK(Names(Weft(d, {"list", "t/manual/poke.sh"}).out) ==
+        std::vector<std::string>{"t/manual/poke.sh"});
 }

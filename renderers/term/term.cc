@@ -141,11 +141,15 @@ void Renderer::Line(std::string_view line) {
     if (!f_.Load(e)) return;
     run_start_us_ = f_.Int("ts").value_or(0);
     T_ = f_.Int("jobs").value_or(0);
+    shuffle_seed_ = f_.Str("order").value_or("") == "shuffle"
+                        ? f_.Int("seed").value_or(-1)
+                        : -1;
     P_ = F_ = A_ = R_ = 0;
     saw_summary_ = false;
     StatusLine(events::NowMicros(), true);
   } else if (type == "job.start") {
     if (!f_.Load(e)) return;
+    if (f_.Int("attempt").value_or(1) > 1) retry_pending_.erase(f_.Int("job").value_or(-1));
     JobView& v = View(f_.Int("job").value_or(-1));
     v.name = Visible(f_.Str("name").value_or("?"));
   } else if (type == "assert") {
@@ -279,6 +283,7 @@ void Renderer::Line(std::string_view line) {
                         v.name, FormatDuration(duration), attempt, attempts));
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
       PrintFailure(v, false);
+      retry_pending_[job] = {v.name, std::move(reasons), duration};
     } else if (verdict == "fail") {
       std::vector<std::string> reasons;
       f_.StrArray("reasons", &reasons);
@@ -339,6 +344,12 @@ void Renderer::Line(std::string_view line) {
     int64_t ad = f_.Int("assertions", "todo").value_or(0);
     int64_t wall = f_.Int("wall_us").value_or(0);
 
+    // A retry the run ended before: that failure stands.
+    for (auto& [job, p] : retry_pending_) {
+      failed_.emplace_back(p.name, std::move(p.reasons));
+      durations_.emplace_back(p.duration_us, p.name);
+    }
+    retry_pending_.clear();
     std::string s = "\n";
     if (!flaky_.empty()) {
       s += fmt::format("Flaky tests (failed, then passed on a retry{}):\n",
@@ -391,6 +402,9 @@ void Renderer::Line(std::string_view line) {
       result = Paint("HARNESS ERROR", kRed) + " (weft itself failed; see above)";
     else
       result = Paint("FAIL", kRed);
+    if (shuffle_seed_ >= 0)
+      s += fmt::format("Shuffled: --seed {} runs them in this order again.\n",
+                       shuffle_seed_);
     s += fmt::format("Wall time {}.  Result: {}\n", FormatDuration(wall), result);
     Print(s);
   }

@@ -71,6 +71,13 @@ class Renderer {
   std::vector<std::pair<std::string, std::vector<std::string>>> failed_;
   std::vector<std::pair<int64_t, std::string>> durations_;
   std::vector<std::string> flaky_;
+  int64_t shuffle_seed_ = -1;
+  struct Pending {
+    std::string name;
+    std::vector<std::string> reasons;
+    int64_t duration_us = 0;
+  };
+  std::map<int64_t, Pending> retry_pending_;  // failed, retry not started  // run.start's seed when the order is shuffled
   int64_t P_ = 0, F_ = 0, A_ = 0, R_ = 0, T_ = 0;
   int64_t run_start_us_ = 0;
   int64_t last_draw_us_ = 0;

@@ -72,12 +72,11 @@ void AddLimitOptions(CLI::App& app, Limits* l, const std::string& subject = "a t
                         "Keep each test's TMPDIR after it passes (always kept "
                         "after a failure)")
       ->group(group);
-  app.add_option("--leaks", l->leaks_fail,
-                 "Processes a test leaves running: fail the job, or only warn "
-                 "(default: fail)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, std::string>{{"fail", "1"}, {"warn", "0"}}))
-      ->group(group);
+  app.add_option_function<std::string>(
+         "--leaks", [l](const std::string& v) { l->leaks_fail = v == "fail"; },
+         "Processes a test leaves running: fail the job, or only warn "
+         "(default: fail)")
+      ->check(CLI::IsMember({"fail", "warn"}))->type_name("fail|warn")->group(group);
   app.add_option("--stdin", l->stdin_path,
                  "Every test's stdin (default: /dev/null)")->group(group);
 }

@@ -927,21 +927,8 @@ void Auditor::Finish() {
     w.Bool(true);
   }
   w.EndObject();
-  if (started_ && exited_) {
-    // What the test (and what it waited for) used, from wait4.
-    auto us = [](const struct timeval& tv) {
-      return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
-    };
-    Key(w, "usage");
-    w.StartObject();
-    Key(w, "user_us");
-    w.Int64(us(usage_.ru_utime));
-    Key(w, "sys_us");
-    w.Int64(us(usage_.ru_stime));
-    Key(w, "max_rss_kib");
-    w.Int64(usage_.ru_maxrss);
-    w.EndObject();
-  }
+  // What the test (and what it waited for) used, from wait4.
+  if (started_ && exited_) events::WriteUsage(w, "usage", usage_);
   Key(w, "counts");
   w.StartObject();
   // TAP and native events together.

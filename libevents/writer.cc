@@ -249,4 +249,19 @@ bool Base64Decode(std::string_view text, std::string* out) {
   return true;
 }
 
+void WriteUsage(JsonWriter& w, std::string_view key, const struct rusage& usage) {
+  auto us = [](const struct timeval& tv) {
+    return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+  };
+  Key(w, key);
+  w.StartObject();
+  Key(w, "user_us");
+  w.Int64(us(usage.ru_utime));
+  Key(w, "sys_us");
+  w.Int64(us(usage.ru_stime));
+  Key(w, "max_rss_kib");
+  w.Int64(usage.ru_maxrss);
+  w.EndObject();
+}
+
 }  // namespace weft::events

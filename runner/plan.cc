@@ -88,9 +88,27 @@ bool PlanJobs(const Options& o, const Config& config, std::vector<JobSpec>* jobs
   }
   std::vector<std::string> paths = o.paths;
   if (paths.empty()) paths = config.paths;
+  Interpreters interpreters = config.interpreters;
+  for (const auto& flag : o.interpreters) {
+    size_t eq = flag.find('=');
+    std::string ext = flag.substr(flag[0] == '.' ? 1 : 0, eq - (flag[0] == '.' ? 1 : 0));
+    std::vector<std::string> words;
+    std::string word;
+    for (char c : flag.substr(eq + 1)) {
+      if (c == ' ') {
+        if (!word.empty()) words.push_back(std::move(word));
+        word.clear();
+      } else {
+        word.push_back(c);
+      }
+    }
+    if (!word.empty()) words.push_back(std::move(word));
+    interpreters[ext] = std::move(words);
+  }
+  const auto& include = o.include.empty() ? config.include : o.include;
+  const auto& exclude = o.exclude.empty() ? config.exclude : o.exclude;
   std::vector<JobSpec> found;
-  if (!Discover(paths, DefaultInterpreters(config.interpreters), &found,
-                warnings, err))
+  if (!Discover(paths, DefaultInterpreters(interpreters), &found, warnings, err))
     return false;
   // A file named on the command line always runs; include and exclude
   // choose among the files found in directories.
@@ -101,8 +119,8 @@ bool PlanJobs(const Options& o, const Config& config, std::vector<JobSpec>* jobs
   }
   for (auto& job : found) {
     if (!named.count(job.name)) {
-      if (!config.include.empty() && !AnyMatch(config.include, job.name)) continue;
-      if (AnyMatch(config.exclude, job.name)) continue;
+      if (!include.empty() && !AnyMatch(include, job.name)) continue;
+      if (AnyMatch(exclude, job.name)) continue;
     }
     ApplyLayers(config, o.cli, &job);
     jobs->push_back(std::move(job));

@@ -117,6 +117,7 @@ class Runner {
   uint64_t last_signal_ms_ = 0;
   void Flush();
   void HarnessError(std::string_view message, int64_t job = -1);
+  void RunWarning(std::string_view message);
 
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
@@ -191,6 +192,16 @@ void Runner::Flush() {
                              "the run", strerror(e)));
     Stop(false);
   }
+}
+
+// A problem that does not fail the run: on stderr and in the stream.
+void Runner::RunWarning(std::string_view message) {
+  Warning(kProg, message);
+  JsonWriter& w = writer_.Begin("warning");
+  Key(w, "source");
+  String(w, kProg);
+  WriteText(w, "message", message);
+  writer_.End();
 }
 
 void Runner::HarnessError(std::string_view message, int64_t job) {
@@ -780,18 +791,7 @@ void Runner::MaybeEnd() {
     // harness's own overhead, for bench/spawn and for anyone curious.
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
-    auto us = [](const struct timeval& tv) {
-      return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
-    };
-    Key(w, "runner_usage");
-    w.StartObject();
-    Key(w, "user_us");
-    w.Int64(us(self.ru_utime));
-    Key(w, "sys_us");
-    w.Int64(us(self.ru_stime));
-    Key(w, "max_rss_kib");
-    w.Int64(self.ru_maxrss);
-    w.EndObject();
+    events::WriteUsage(w, "runner_usage", self);
   }
   writer_.End();
   Flush();
@@ -1070,14 +1070,7 @@ void Runner::ControlLine(std::string_view line) {
   if (type == "job") {
     JobSpec spec;
     if (!ParseJobSpec(line, &spec, &err)) {
-      std::string message = fmt::format("{}:{}: {}; skipped", jobs_from_,
-                                        control_line_, err);
-      Warning(kProg, message);
-      JsonWriter& w = writer_.Begin("warning");
-      Key(w, "source");
-      String(w, kProg);
-      WriteText(w, "message", message);
-      writer_.End();
+      RunWarning(fmt::format("{}:{}: {}; skipped", jobs_from_, control_line_, err));
       return;
     }
     if (stopping_) return;
@@ -1107,15 +1100,9 @@ void Runner::ControlLine(std::string_view line) {
     writer_.End();
   } else {
     // The controller's mistake, not weft's: said, and skipped.
-    std::string message = fmt::format("{}:{}: not a job spec or control line "
-                                      "(job, stop, bail, reload): {:.200}",
-                                      jobs_from_, control_line_, line);
-    Warning(kProg, message);
-    JsonWriter& w = writer_.Begin("warning");
-    Key(w, "source");
-    String(w, kProg);
-    WriteText(w, "message", message);
-    writer_.End();
+    RunWarning(fmt::format("{}:{}: not a job spec or control line "
+                           "(job, stop, bail, reload): {:.200}",
+                           jobs_from_, control_line_, line));
   }
 }
 

@@ -13,6 +13,9 @@ namespace weft::runner {
 
 struct Options {
   std::vector<std::string> paths;
+  // Over weft.toml's: include / exclude globs (given: they replace the
+  // file's), interpreters as EXT=COMMAND (per extension).
+  std::vector<std::string> include, exclude, interpreters;
   std::optional<int> jobs;    // slots; 0 = "auto" (CPUs)
   Override cli;               // limits, retries, env given on the command line
   std::optional<int> bail;    // stop the run after N failed jobs

@@ -52,6 +52,24 @@ inline void AddRunnerOptions(CLI::App& app, Options* o) {
       })
       ->allow_extra_args(false)
       ->group(group);
+  app.add_option("--include", o->include,
+                 "Run only the tests whose names match GLOB (repeatable; "
+                 "replaces weft.toml's include)")
+      ->allow_extra_args(false)->type_name("GLOB")->group(group);
+  app.add_option("--exclude", o->exclude,
+                 "Leave out the tests whose names match GLOB (repeatable; "
+                 "replaces weft.toml's exclude)")
+      ->allow_extra_args(false)->type_name("GLOB")->group(group);
+  app.add_option("--interpreter", o->interpreters,
+                 "Run files ending in .EXT with COMMAND (words split at "
+                 "spaces; empty: the file itself) (repeatable)")
+      ->check([](const std::string& v) {
+        size_t eq = v.find('=');
+        return eq == std::string::npos || eq == 0 || (eq == 1 && v[0] == '.')
+                   ? std::string("must be EXT=COMMAND")
+                   : std::string();
+      })
+      ->allow_extra_args(false)->type_name("EXT=COMMAND")->group(group);
   const char* order = "Order";
   app.add_option("--order", o->order,
                  "duration: longest first by history (default); name; shuffle")

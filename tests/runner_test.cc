@@ -467,3 +467,22 @@ TEST_CASE("a file named on the command line runs even when weft.toml excludes it
   CHECK(Names(Weft(d, {"list", "t/manual/poke.sh"}).out) ==
         std::vector<std::string>{"t/manual/poke.sh"});
 }
+
+TEST_CASE("--include, --exclude and --interpreter replace weft.toml's for one run") {
+  TempDir d;
+  d.Write("weft.toml", "exclude = [\"t/b*\"]\n[interpreters]\nsh = [\"sh\", \"-e\"]\n");
+  d.Write("t/a.sh", "echo 1..0\n");
+  d.Write("t/b.sh", "echo 1..0\n");
+  d.Write("t/c.sh", "echo 1..0\n");
+  CHECK(Names(Weft(d, {"list"}).out) == std::vector<std::string>{"t/a.sh", "t/c.sh"});
+  CHECK(Names(Weft(d, {"list", "--exclude=t/c*"}).out) ==
+        std::vector<std::string>{"t/a.sh", "t/b.sh"});
+  CHECK(Names(Weft(d, {"list", "--include=t/c*", "--include", "t/a*"}).out) ==
+        std::vector<std::string>{"t/a.sh", "t/c.sh"});
+  Result r = Weft(d, {"list", "--interpreter", ".sh=bash -x", "t/a.sh"});
+  CHECK(Has(r.out, R"(/bash","-x","t/a.sh"])"));
+  CHECK(Has(Weft(d, {"list", "t/a.sh"}).out, R"(/sh","-e","t/a.sh"])"));
+  r = Weft(d, {"list", "--interpreter", "sh"});
+  CHECK(r.code == 2);
+  CHECK(Has(r.err, "must be EXT=COMMAND"));
+}

@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <sys/resource.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -87,6 +89,9 @@ void WriteText(JsonWriter& w, std::string_view key, std::string_view bytes);
 void TextValue(JsonWriter& w, std::string_view bytes);
 void Key(JsonWriter& w, std::string_view key);
 void String(JsonWriter& w, std::string_view s);
+
+// "key": {"user_us":…,"sys_us":…,"max_rss_kib":…} from a struct rusage.
+void WriteUsage(JsonWriter& w, std::string_view key, const struct rusage& usage);
 
 // Whether "bytes" are well-formed UTF-8. Written here, not taken from
 // simdjson, so processes that only write events (the auditor, started once

@@ -1,0 +1,27 @@
+// Where a reader of the stream gets it: stdin (a live stream), a log file,
+// or a log file followed as it grows (like `tail -f`, until run.end).
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "weft/events/line_reader.h"
+#include "weft/events/pump.h"
+
+namespace weft::events {
+
+struct InputOptions {
+  std::string path;     // empty or "-": stdin
+  bool follow = false;  // at EOF, wait for more until done() holds
+};
+
+// Reads every line of the input into "h" (see Pump). With follow, EOF of a
+// regular file waits (inotify, no busy loop) for the file to grow, until
+// "done" returns true (a renderer: after run.end) or a third stop signal;
+// a partial last line is held until its '\n' arrives. Returns kEof at the
+// end, kReadError with *err (naming the file) when it cannot be read.
+PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
+                  const PumpHandlers& h, const std::function<bool()>& done,
+                  std::string* err);
+
+}  // namespace weft::events

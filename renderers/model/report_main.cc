@@ -1,0 +1,68 @@
+// The main of every report renderer (see reports.h).
+#include <fcntl.h>
+#include <unistd.h>
+#include <weft/common/cli.h>
+#include <weft/common/util.h>
+#include <weft/events/input.h>
+#include <weft/events/writer.h>
+
+#include "reports.h"
+
+namespace weft::render {
+
+int ReportMain(int argc, char** argv, const ReportSpec& spec) {
+  InitStreamProcess();
+  CLI::App app{spec.description, spec.name};
+  events::InputOptions in;
+  std::string output;
+  app.add_option("log", in.path,
+                 "A log file (.jsonl) to read instead of stdin (- is stdin)");
+  app.add_flag("-f,--follow", in.follow,
+               "Follow the log as it grows (like tail -f) until its run ends");
+  app.add_option("-o,--output", output,
+                 "Write the report to FILE (default: stdout); written whole, "
+                 "replacing FILE only once the report is complete");
+  if (spec.options) spec.options(app);
+  app.footer(fmt::format("Exit codes: 0 the report was written (whatever the "
+                         "tests' verdicts), 2 usage error or an unknown schema, "
+                         "3 the input could not be read or the report not "
+                         "written.\nSee {}.",
+                         spec.page));
+  if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
+
+  events::InstallStopCounter();
+  Model model;
+  events::LineReader reader;
+  events::PumpHandlers h;
+  h.line = [&](std::string_view line) { model.Line(line); };
+  std::string err;
+  auto end = events::ReadInput(in, reader, h, [&] { return model.ended(); }, &err);
+  if (!model.fatal().empty()) {
+    Error(spec.name, model.fatal());
+    return kExitUsage;
+  }
+  if (end == events::PumpEnd::kReadError) {
+    Error(spec.name, err);
+    return kExitHarness;
+  }
+  std::string report = spec.write(model);
+  if (output.empty()) {
+    if (!events::WriteAll(STDOUT_FILENO, report)) {
+      Error(spec.name, fmt::format("cannot write the report: {}", strerror(errno)));
+      return kExitHarness;
+    }
+    return end == events::PumpEnd::kInterrupted ? kExitInterrupted : kExitPass;
+  }
+  // Whole or not at all: a temporary file beside it, renamed over it.
+  std::string tmp = output + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || !events::WriteAll(fd, report) || fsync(fd) != 0 || close(fd) != 0 ||
+      rename(tmp.c_str(), output.c_str()) != 0) {
+    Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
+    unlink(tmp.c_str());
+    return kExitHarness;
+  }
+  return end == events::PumpEnd::kInterrupted ? kExitInterrupted : kExitPass;
+}
+
+}  // namespace weft::render

@@ -1,0 +1,530 @@
+#include "reports.h"
+
+#include <fmt/format.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <time.h>
+
+namespace weft::render {
+
+namespace {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void Str(JsonWriter& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+void Key(JsonWriter& w, std::string_view k) {
+  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+}
+void Strings(JsonWriter& w, const std::vector<std::string>& v) {
+  w.StartArray();
+  for (const auto& s : v) Str(w, s);
+  w.EndArray();
+}
+
+// The reasons that are not just "N of M assertions failed": what the
+// failing assertions alone do not say.
+std::vector<std::string> OtherReasons(const Job& job) {
+  std::vector<std::string> other;
+  for (const auto& r : job.reasons)
+    if (r.find(" assertion") == std::string::npos || r.find(" failed") == std::string::npos)
+      other.push_back(r);
+  return other;
+}
+
+std::string Joined(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += sep;
+    out += s;
+  }
+  return out;
+}
+
+std::string Iso8601(int64_t us) {
+  time_t t = static_cast<time_t>(us / 1000000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return buf;
+}
+
+// A TAP description: "#" and "\" escaped, one line.
+std::string TapText(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '#' || c == '\\') out.push_back('\\');
+    out.push_back(c == '\n' || c == '\r' ? ' ' : c);
+  }
+  return out;
+}
+
+// A YAML scalar: JSON's double-quoted string is one.
+std::string YamlQuote(std::string_view s) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  Str(w, s);
+  return buf.GetString();
+}
+
+// GitHub workflow command data and property escapes.
+std::string GhData(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '%') out += "%25";
+    else if (c == '\r') out += "%0D";
+    else if (c == '\n') out += "%0A";
+    else out.push_back(c);
+  }
+  return out;
+}
+std::string GhProperty(std::string_view s) {
+  std::string out;
+  for (char c : GhData(s)) {
+    if (c == ':') out += "%3A";
+    else if (c == ',') out += "%2C";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string XmlEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        // XML 1.0 cannot hold other control characters at all.
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+          out += "\xEF\xBF\xBD";  // U+FFFD
+        else
+          out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
+std::string JsonReport(const Model& m) {
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  if (m.runs().empty()) {
+    Key(w, "run");
+    w.Null();
+    Key(w, "jobs");
+    w.StartArray();
+    w.EndArray();
+    w.EndObject();
+    return std::string(buf.GetString()) + "\n";
+  }
+  const Run& run = m.runs().back();
+  Key(w, "run");
+  Str(w, run.id);
+  Key(w, "verdict");
+  Str(w, run.summarised ? run.verdict : (run.ended ? "unknown" : "incomplete"));
+  Key(w, "exit");
+  if (run.summarised) w.Int64(run.exit); else w.Null();
+  Key(w, "wall_us");
+  w.Int64(run.wall_us ? run.wall_us : (run.end_ts > run.start_ts ? run.end_ts - run.start_ts : 0));
+  Key(w, "host");
+  Str(w, run.host);
+  Key(w, "cwd");
+  Str(w, run.cwd);
+  Key(w, "complete");
+  w.Bool(run.ended);
+  Key(w, "interrupted");
+  w.Bool(run.interrupted);
+  if (!run.bailed.empty()) {
+    Key(w, "bailed");
+    Str(w, run.bailed);
+  }
+  int64_t passed = 0, failed = 0, skipped = 0, flaky = 0, cancelled = 0;
+  for (const auto& [id, job] : run.jobs) {
+    if (job.cancelled && !job.ended) ++cancelled;
+    else if (job.verdict == "pass") ++passed;
+    else if (job.verdict == "skip") ++skipped;
+    else if (job.ended) ++failed;
+    if (job.flaky) ++flaky;
+  }
+  Key(w, "counts");
+  w.StartObject();
+  Key(w, "jobs");
+  w.Int64(static_cast<int64_t>(run.jobs.size()));
+  Key(w, "passed");
+  w.Int64(passed);
+  Key(w, "failed");
+  w.Int64(failed);
+  Key(w, "skipped");
+  w.Int64(skipped);
+  Key(w, "flaky");
+  w.Int64(flaky);
+  Key(w, "cancelled");
+  w.Int64(cancelled);
+  w.EndObject();
+  Key(w, "jobs");
+  w.StartArray();
+  for (int64_t id : run.order) {
+    const Job& job = run.jobs.at(id);
+    w.StartObject();
+    Key(w, "job");
+    w.Int64(id);
+    Key(w, "name");
+    Str(w, job.name);
+    Key(w, "verdict");
+    Str(w, job.cancelled && !job.ended ? "cancelled" : job.ended ? job.verdict : "unfinished");
+    Key(w, "reasons");
+    Strings(w, job.cancelled && !job.ended ? std::vector<std::string>{job.cancel_reason}
+                                           : job.reasons);
+    Key(w, "duration_us");
+    w.Int64(job.duration_us);
+    Key(w, "exit_code");
+    if (job.exit_code) w.Int64(*job.exit_code); else w.Null();
+    Key(w, "signal");
+    if (job.signal.empty()) w.Null(); else Str(w, job.signal);
+    Key(w, "attempt");
+    w.Int64(job.attempt);
+    Key(w, "flaky");
+    w.Bool(job.flaky);
+    if (!job.failed_attempts.empty()) {
+      Key(w, "failed_attempts");
+      w.StartArray();
+      for (const auto& [n, reasons] : job.failed_attempts) {
+        w.StartObject();
+        Key(w, "attempt");
+        w.Int64(n);
+        Key(w, "reasons");
+        Strings(w, reasons);
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    Key(w, "counts");
+    w.StartObject();
+    Key(w, "planned");
+    if (job.planned) w.Int64(*job.planned); else w.Null();
+    Key(w, "run");
+    w.Int64(job.run);
+    Key(w, "passed");
+    w.Int64(job.passed);
+    Key(w, "failed");
+    w.Int64(job.failed);
+    Key(w, "skipped");
+    w.Int64(job.skipped);
+    Key(w, "todo");
+    w.Int64(job.todo);
+    w.EndObject();
+    Key(w, "failures");
+    w.StartArray();
+    for (const auto& a : job.asserts) {
+      if (a.ok || a.directive == "todo") continue;
+      w.StartObject();
+      Key(w, "number");
+      w.Int64(a.number);
+      Key(w, "description");
+      Str(w, a.description);
+      Key(w, "depth");
+      w.Int64(a.depth);
+      if (!a.file.empty()) {
+        Key(w, "file");
+        Str(w, a.file);
+        Key(w, "line");
+        w.Int64(a.line);
+      }
+      Key(w, "diag");
+      Strings(w, a.diag);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(buf.GetString()) + "\n";
+}
+
+std::string TapReport(const Model& m, int version) {
+  std::string out = fmt::format("TAP version {}\n", version);
+  int64_t n = 0;
+  for (const Run& run : m.runs()) {
+    out += fmt::format("# weft run {}{}\n", run.id, run.host.empty() ? "" : " on " + run.host);
+    for (int64_t id : run.order) {
+      const Job& job = run.jobs.at(id);
+      ++n;
+      std::string name = TapText(job.name);
+      if (job.cancelled && !job.ended) {
+        out += fmt::format("ok {} - {} # SKIP cancelled: {}\n", n, name,
+                           TapText(job.cancel_reason));
+        continue;
+      }
+      if (!job.ended) {
+        out += fmt::format("not ok {} - {}\n  ---\n  message: \"the job never finished\"\n  ...\n",
+                           n, name);
+        continue;
+      }
+      if (job.verdict == "skip") {
+        out += fmt::format("# Subtest: {}\n    1..0 # SKIP {}\nok {} - {} # SKIP {}\n", name,
+                           TapText(job.skip_reason), n, name, TapText(job.skip_reason));
+        continue;
+      }
+      std::string body;
+      int64_t k = 0;
+      for (const auto& a : job.asserts) {
+        if (a.depth != 0) continue;
+        ++k;
+        body += fmt::format("    {} {}{}", a.ok ? "ok" : "not ok", k,
+                            a.description.empty() ? "" : " - " + TapText(a.description));
+        if (!a.directive.empty())
+          body += fmt::format(" # {} {}", a.directive == "todo" ? "TODO" : "SKIP",
+                              TapText(a.reason));
+        body += "\n";
+        if (!a.ok && a.directive != "todo" && !a.diag.empty()) {
+          body += "      ---\n      diag:\n";
+          for (const auto& d : a.diag) body += "        - " + YamlQuote(d) + "\n";
+          body += "      ...\n";
+        }
+      }
+      bool pass = job.verdict == "pass";
+      // A job that failed for what no assertion says (a crash, an exit
+      // status, a plan not met…): that failure, as the subtest's last
+      // assertion, so the subtest agrees with the job's test point.
+      bool any_failed = false;
+      for (const auto& a : job.asserts)
+        if (a.depth == 0 && !a.ok && a.directive != "todo") any_failed = true;
+      if (!pass && !any_failed && k > 0) {
+        ++k;
+        body += fmt::format("    not ok {} - {}\n", k, TapText(Joined(job.reasons, "; ")));
+      }
+      if (k > 0) out += fmt::format("# Subtest: {}\n{}    1..{}\n", name, body, k);
+      out += fmt::format("{} {} - {}\n", pass ? "ok" : "not ok", n, name);
+      std::vector<std::string> yaml;
+      if (!pass && !job.reasons.empty()) {
+        yaml.push_back("  reasons:");
+        for (const auto& r : job.reasons) yaml.push_back("    - " + YamlQuote(r));
+      }
+      if (!job.failed_attempts.empty()) {
+        yaml.push_back(fmt::format("  attempt: {}", job.attempt));
+        yaml.push_back("  failed_attempts:");
+        for (const auto& [a, reasons] : job.failed_attempts)
+          yaml.push_back(fmt::format("    - {{attempt: {}, reasons: [{}]}}", a,
+                                     [&] {
+                                       std::string s;
+                                       for (const auto& r : reasons)
+                                         s += (s.empty() ? "" : ", ") + YamlQuote(r);
+                                       return s;
+                                     }()));
+      }
+      yaml.push_back(fmt::format("  duration_ms: {}", job.duration_us / 1000));
+      out += "  ---\n" + Joined(yaml, "\n") + "\n  ...\n";
+      if (job.flaky)
+        out += fmt::format("# flaky: {} failed, then passed on attempt {}\n", name, job.attempt);
+    }
+  }
+  out += fmt::format("1..{}\n", n);
+  return out;
+}
+
+std::string JunitReport(const Model& m, bool per_assertion) {
+  struct Suite {
+    std::string body;
+    int64_t tests = 0, failures = 0, errors = 0, skipped = 0;
+  };
+  std::string suites;
+  int64_t all_tests = 0, all_failures = 0, all_errors = 0, all_skipped = 0;
+  int64_t all_time = 0;
+  auto testcase = [](std::string_view name, std::string_view classname, int64_t us,
+                     std::string_view inner) {
+    std::string s = fmt::format("    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
+                                XmlEscape(name), XmlEscape(classname), FormatSeconds(us));
+    if (inner.empty()) return s + "/>\n";
+    return s + ">\n" + std::string(inner) + "    </testcase>\n";
+  };
+  auto failure = [](std::string_view tag, std::string_view message, std::string_view type,
+                    std::string_view text) {
+    return fmt::format("      <{} message=\"{}\" type=\"{}\">{}</{}>\n", tag,
+                       XmlEscape(message), type, XmlEscape(text), tag);
+  };
+  auto output_of = [](const Job& job, bool err) {
+    std::string s;
+    for (const auto& line : job.output)
+      if (line.is_stderr == err) s += line.text + "\n";
+    if (!err && job.output_dropped)
+      s += fmt::format("[{} more lines of output are in the log]\n", job.output_dropped);
+    return s;
+  };
+  auto job_failure_text = [](const Job& job) {
+    std::string text = Joined(job.reasons, "\n");
+    for (const auto& a : job.asserts)
+      if (!a.ok && a.directive != "todo" && a.depth == 0) {
+        text += fmt::format("\nnot ok {} - {}", a.number, a.description);
+        for (const auto& d : a.diag) text += "\n    " + d;
+      }
+    return text;
+  };
+  // Earlier failed attempts: flaky (the last passed) or rerun failures.
+  auto reruns = [&](const Job& job) {
+    std::string s;
+    for (const auto& [a, reasons] : job.failed_attempts)
+      s += failure(job.verdict == "fail" ? "rerunFailure" : "flakyFailure",
+                   fmt::format("attempt {}: {}", a, Joined(reasons, "; ")), "weft.attempt",
+                   Joined(reasons, "\n"));
+    return s;
+  };
+
+  for (const Run& run : m.runs()) {
+    if (!per_assertion) {
+      Suite suite;
+      int64_t time = 0;
+      for (int64_t id : run.order) {
+        const Job& job = run.jobs.at(id);
+        ++suite.tests;
+        std::string inner;
+        if (job.cancelled && !job.ended) {
+          ++suite.skipped;
+          inner = fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
+                              XmlEscape(job.cancel_reason));
+        } else if (!job.ended) {
+          ++suite.errors;
+          inner = failure("error", "the job never finished", "weft.job", "");
+        } else if (job.verdict == "skip") {
+          ++suite.skipped;
+          inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
+        } else if (job.verdict == "fail") {
+          ++suite.failures;
+          inner = failure("failure", Joined(job.reasons, "; "), "weft.job", job_failure_text(job));
+        }
+        inner += reruns(job);
+        std::string out = output_of(job, false), err = output_of(job, true);
+        if (!out.empty()) inner += "      <system-out>" + XmlEscape(out) + "</system-out>\n";
+        if (!err.empty()) inner += "      <system-err>" + XmlEscape(err) + "</system-err>\n";
+        time += job.duration_us;
+        suite.body += testcase(job.name, "weft", job.duration_us, inner);
+      }
+      int64_t wall = run.wall_us ? run.wall_us : time;
+      suites += fmt::format(
+          "  <testsuite name=\"weft run {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" "
+          "skipped=\"{}\" time=\"{}\" timestamp=\"{}\" hostname=\"{}\">\n{}  </testsuite>\n",
+          XmlEscape(run.id), suite.tests, suite.failures, suite.errors, suite.skipped,
+          FormatSeconds(wall), Iso8601(run.start_ts), XmlEscape(run.host), suite.body);
+      all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
+          all_skipped += suite.skipped, all_time += wall;
+      continue;
+    }
+    for (int64_t id : run.order) {
+      const Job& job = run.jobs.at(id);
+      Suite suite;
+      if (job.cancelled && !job.ended) {
+        suite.tests = suite.skipped = 1;
+        suite.body = testcase(job.name, job.name, 0,
+                              fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
+                                          XmlEscape(job.cancel_reason)));
+      } else {
+        for (const auto& a : job.asserts) {
+          if (a.depth != 0) continue;
+          ++suite.tests;
+          std::string name =
+              a.number > 0 ? fmt::format("{}{}", a.number,
+                                         a.description.empty() ? "" : " - " + a.description)
+                           : (a.description.empty() ? "(no description)" : a.description);
+          std::string inner;
+          if (a.directive == "skip") {
+            ++suite.skipped;
+            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(a.reason));
+          } else if (!a.ok && a.directive != "todo") {
+            ++suite.failures;
+            std::string text = Joined(a.diag, "\n");
+            if (!a.file.empty()) text = fmt::format("at {} line {}\n{}", a.file, a.line, text);
+            inner = failure("failure", a.description.empty() ? "not ok" : a.description,
+                            "weft.assertion", text);
+          }
+          suite.body += testcase(name, job.name, a.elapsed_us, inner);
+        }
+        // The job itself, when the assertions do not tell its story: none
+        // ran, it failed for other reasons (exit status, plan, timeout…),
+        // it was skipped whole, or it needed more than one attempt.
+        std::vector<std::string> other = OtherReasons(job);
+        bool fail = job.verdict == "fail" && (!other.empty() || job.failed == 0);
+        if (!job.ended || fail || suite.tests == 0 || !job.failed_attempts.empty() ||
+            job.verdict == "skip") {
+          ++suite.tests;
+          std::string inner;
+          if (!job.ended) {
+            ++suite.errors;
+            inner = failure("error", "the job never finished", "weft.job", "");
+          } else if (job.verdict == "skip") {
+            ++suite.skipped;
+            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
+          } else if (fail) {
+            ++suite.failures;
+            auto shown = other.empty() ? job.reasons : other;
+            inner = failure("failure", Joined(shown, "; "), "weft.job", Joined(shown, "\n"));
+          }
+          inner += reruns(job);
+          suite.body += testcase(fmt::format("{} (the test file)", job.name), job.name,
+                                 job.duration_us, inner);
+        }
+      }
+      std::string out = output_of(job, false), err = output_of(job, true);
+      std::string tail;
+      if (!out.empty()) tail += "    <system-out>" + XmlEscape(out) + "</system-out>\n";
+      if (!err.empty()) tail += "    <system-err>" + XmlEscape(err) + "</system-err>\n";
+      suites += fmt::format(
+          "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" "
+          "time=\"{}\" timestamp=\"{}\" hostname=\"{}\">\n"
+          "    <properties>\n"
+          "      <property name=\"weft.run\" value=\"{}\"/>\n"
+          "      <property name=\"weft.job\" value=\"{}\"/>\n"
+          "    </properties>\n{}{}  </testsuite>\n",
+          XmlEscape(job.name), suite.tests, suite.failures, suite.errors, suite.skipped,
+          FormatSeconds(job.duration_us), Iso8601(job.start_ts ? job.start_ts : run.start_ts),
+          XmlEscape(run.host), XmlEscape(run.id), job.id, suite.body, tail);
+      all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
+          all_skipped += suite.skipped, all_time += job.duration_us;
+    }
+  }
+  int64_t wall = 0;
+  for (const Run& run : m.runs()) wall += run.wall_us;
+  return fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<testsuites name=\"weft\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" "
+      "time=\"{}\">\n{}</testsuites>\n",
+      all_tests, all_failures, all_errors, all_skipped, FormatSeconds(wall ? wall : all_time),
+      suites);
+}
+
+std::string GithubReport(const Model& m) {
+  std::string out;
+  for (const Run& run : m.runs()) {
+    for (int64_t id : run.order) {
+      const Job& job = run.jobs.at(id);
+      if (!job.ended) continue;
+      if (job.flaky)
+        out += fmt::format("::warning title={}::{}\n", GhProperty(job.name + " is flaky"),
+                           GhData(fmt::format("failed, then passed on attempt {}", job.attempt)));
+      if (job.verdict != "fail") continue;
+      bool located = false;
+      for (const auto& a : job.asserts) {
+        if (a.ok || a.directive == "todo" || a.file.empty()) continue;
+        located = true;
+        std::string message = fmt::format("not ok {} - {}", a.number, a.description);
+        for (const auto& d : a.diag) message += "\n" + d;
+        out += fmt::format("::error file={},line={},title={}::{}\n", GhProperty(a.file), a.line,
+                           GhProperty(job.name), GhData(message));
+      }
+      if (!located || !OtherReasons(job).empty())
+        out += fmt::format("::error title={}::{}\n", GhProperty(job.name + " failed"),
+                           GhData(Joined(job.reasons, "\n")));
+    }
+  }
+  return out;
+}
+
+}  // namespace weft::render

@@ -1,0 +1,178 @@
+// The report renderers (JSON, TAP, JUnit, GitHub) on a real run's log,
+// checked with the tools their readers use: Perl's TAP::Parser, xmllint
+// against a JUnit XSD, Python's json.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "support.h"
+
+using namespace weft::testing;
+
+namespace {
+
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A run with every kind of job, logged once for all the tests here.
+struct Suite {
+  TempDir d;
+  std::string log;
+  Suite() {
+    d.Write("t/pass.sh", "echo 1..2; echo 'ok 1 - one'; echo 'ok 2 - two'\n");
+    d.Write("t/fail.sh",
+            "echo 'TAP version 13'; echo 1..2; echo 'ok 1 - fine'\n"
+            "echo 'not ok 2 - compare <script>alert(1)</script>'\n"
+            "printf '  ---\\n  at: {file: lib/x.pm, line: 42}\\n  got: 1\\n  ...\\n'\n"
+            "echo '# expected 2, & more'\n");
+    d.Write("t/skip.sh", "echo '1..0 # SKIP no database'\n");
+    d.Write("t/todo.sh", "echo 1..2; echo ok 1; echo 'not ok 2 - later # TODO not yet'\n");
+    d.Write("t/crash.sh", "echo 1..1; echo ok 1; echo 'dying' >&2; kill -SEGV $$\n");
+    d.Write("t/native.sh",
+            "printf '{\"type\":\"plan\",\"count\":1}\\n{\"type\":\"assert\",\"ok\":false,"
+            "\"description\":\"native\",\"file\":\"src/a.c\",\"line\":7}\\n' >&$WEFT_EVENT_FD\n");
+    d.Write("t/ctrl.sh",
+            "echo 1..1; printf 'bell \\001 <b>bold</b>\\n'; echo '<script>x</script>' >&2;"
+            " echo 'not ok 1'\n");
+    RunOptions o;
+    o.cwd = d.path();
+    Result r = Run({Bin("weft"), "test", "-j2", "--order=name", "--log=run.jsonl"}, o);
+    REQUIRE(r.code == 1);
+    log = d.path() + "/run.jsonl";
+  }
+  Result Render(const std::string& name, std::vector<std::string> args = {}) {
+    std::vector<std::string> argv = {Bin(name)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.push_back(log);
+    return Run(argv);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("weft-render-tap: one TAP stream that TAP::Parser and weft read the same way") {
+  Suite s;
+  Result tap14 = s.Render("weft-render-tap");
+  REQUIRE(tap14.code == 0);
+  CHECK(tap14.out.rfind("TAP version 14\n", 0) == 0);
+  CHECK(Has(tap14.out, "# Subtest: t/fail.sh\n    ok 1 - fine\n"
+                       "    not ok 2 - compare <script>alert(1)</script>\n"));
+  CHECK(Has(tap14.out, "ok 6 - t/skip.sh # SKIP no database\n"));
+  CHECK(Has(tap14.out, "    not ok 2 - later # TODO not yet\n"));
+  CHECK(Has(tap14.out, "\n1..7\n"));
+  // TAP::Parser 3.44 knows no TAP 14: --tap-version 13 is the same stream.
+  Result tap13 = s.Render("weft-render-tap", {"--tap-version=13"});
+  CHECK(tap13.out.substr(tap13.out.find('\n')) == tap14.out.substr(tap14.out.find('\n')));
+  s.d.Write("out13.tap", tap13.out);
+  Result perl = Run(
+      {"/usr/bin/perl", "-MTAP::Parser", "-e",
+       "my $p = TAP::Parser->new({source => $ARGV[0]}); 1 while $p->next;"
+       "print join(' ', 'run', $p->tests_run, 'failed', $p->failed, 'skipped',"
+       " $p->skipped, 'errors', scalar($p->parse_errors)), qq(\\n);",
+       s.d.path() + "/out13.tap"});
+  // Jobs in name order: crash ctrl fail native pass skip todo.
+  CHECK(perl.out == "run 7 failed 1 2 3 4 skipped 6 errors 0\n");
+  // weft's own parser (TAP 14, subtests judged) agrees.
+  s.d.Write("out14.tap", tap14.out);
+  Result weft = Run({Bin("weft-auditor"), "--", "cat", s.d.path() + "/out14.tap"});
+  CHECK(Has(weft.out, R"x("reasons":["4 of 7 assertions failed (#1, #2, #3, #4)"])x"));
+  CHECK(Has(weft.out, R"("parse_errors":0)"));
+}
+
+TEST_CASE("weft-render-junit: valid JUnit XML, escaped, with failures where they happened") {
+  Suite s;
+  Result xml = s.Render("weft-render-junit", {"-o", s.d.path() + "/junit.xml"});
+  REQUIRE(xml.code == 0);
+  CHECK(xml.out == "");
+  Result lint = Run({"/usr/bin/xmllint", "--noout", "--schema", std::string(WEFT_SOURCE) + "/tests/junit/junit.xsd",
+                     s.d.path() + "/junit.xml"});
+  CHECK(lint.code == 0);
+  CHECK(lint.err == s.d.path() + "/junit.xml validates\n");
+  std::string j = s.d.Read("junit.xml");
+  CHECK(!Has(j, "<script>"));
+  CHECK(!Has(j, "\x01"));
+  CHECK(Has(j, "<testcase name=\"2 - compare &lt;script&gt;alert(1)&lt;/script&gt;\" "
+               "classname=\"t/fail.sh\""));
+  CHECK(Has(j, "<failure message=\"compare &lt;script&gt;alert(1)&lt;/script&gt;\" "
+               "type=\"weft.assertion\">at lib/x.pm line 42\n  ---\n  at: {file: lib/x.pm, "
+               "line: 42}\n  got: 1\n  ...\n# expected 2, &amp; more</failure>"));
+  CHECK(Has(j, "<testsuite name=\"t/skip.sh\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\""));
+  CHECK(Has(j, "<failure message=\"killed by SIGSEGV\" type=\"weft.job\">"));
+  CHECK(Has(j, "<system-err>dying\n</system-err>"));
+  CHECK(Has(j, "bell \xEF\xBF\xBD &lt;b&gt;bold&lt;/b&gt;"));
+  Result per_job = s.Render("weft-render-junit", {"--per-job"});
+  s.d.Write("per-job.xml", per_job.out);
+  CHECK(Run({"/usr/bin/xmllint", "--noout", "--schema", std::string(WEFT_SOURCE) + "/tests/junit/junit.xsd",
+             s.d.path() + "/per-job.xml"})
+            .code == 0);
+  CHECK(Has(per_job.out, "tests=\"7\" failures=\"4\" errors=\"0\" skipped=\"1\""));
+}
+
+TEST_CASE("weft-render-json: one object a script can read") {
+  Suite s;
+  Result json = s.Render("weft-render-json");
+  REQUIRE(json.code == 0);
+  s.d.Write("out.json", json.out);
+  Result py = Run({"/usr/bin/python3", "-c",
+                   "import json,sys; r = json.load(open(sys.argv[1]));"
+                   "print(r['verdict'], r['exit'], r['counts']);"
+                   "f = [j for j in r['jobs'] if j['name'] == 't/fail.sh'][0];"
+                   "print(f['verdict'], f['failures'][0]['file'], f['failures'][0]['line'],"
+                   " f['failures'][0]['description']);"
+                   "c = [j for j in r['jobs'] if j['name'] == 't/crash.sh'][0];"
+                   "print(c['signal'], c['reasons'])",
+                   s.d.path() + "/out.json"});
+  CHECK(py.out ==
+        "fail 1 {'jobs': 7, 'passed': 2, 'failed': 4, 'skipped': 1, 'flaky': 0, 'cancelled': 0}\n"
+        "fail lib/x.pm 42 compare <script>alert(1)</script>\n"
+        "SIGSEGV ['killed by SIGSEGV']\n");
+}
+
+TEST_CASE("weft-render-github: annotations at the failing lines, and per failed test") {
+  Suite s;
+  Result gh = s.Render("weft-render-github");
+  REQUIRE(gh.code == 0);
+  CHECK(Has(gh.out, "::error file=lib/x.pm,line=42,title=t/fail.sh::not ok 2 - compare "
+                    "<script>alert(1)</script>%0A  ---%0A"));
+  CHECK(Has(gh.out, "::error file=src/a.c,line=7,title=t/native.sh::not ok 0 - native\n"));
+  CHECK(Has(gh.out, "::error title=t/crash.sh failed::killed by SIGSEGV\n"));
+  CHECK(!Has(gh.out, "t/pass.sh"));
+}
+
+TEST_CASE("a report renderer follows a growing log and ends with its run") {
+  Suite s;
+  std::string whole = s.d.Read("run.jsonl");
+  size_t half = whole.find('\n', whole.size() / 2) + 1;
+  s.d.Write("growing.jsonl", whole.substr(0, half));
+  RunOptions o;
+  Child renderer({Bin("weft-render-json"), "--follow", s.d.path() + "/growing.jsonl"}, o);
+  usleep(300 * 1000);
+  CHECK(Alive(renderer.pid()));  // the run has not ended yet: it waits
+  {
+    std::ofstream out(s.d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
+    out << whole.substr(half);
+  }
+  Result r = renderer.Wait();
+  CHECK(r.code == 0);
+  CHECK(r.out == s.Render("weft-render-json").out);
+}
+
+TEST_CASE("report renderers: an unknown schema is refused, a missing log is named") {
+  TempDir d;
+  d.Write("new.jsonl", "{\"type\":\"hello\",\"schema\":\"2.0\",\"producer\":\"x\"}\n");
+  for (const char* name : {"weft-render-json", "weft-render-tap", "weft-render-junit",
+                           "weft-render-github"}) {
+    CAPTURE(name);
+    Result r = Run({Bin(name), d.path() + "/new.jsonl"});
+    CHECK(r.code == 2);
+    CHECK(r.err.rfind(std::string(name) + ": error: ", 0) == 0);
+    r = Run({Bin(name), d.path() + "/missing.jsonl"});
+    CHECK(r.code == 3);
+    CHECK(r.err == std::string(name) + ": error: cannot open " + d.path() +
+                       "/missing.jsonl: No such file or directory\n");
+  }
+}

@@ -16,6 +16,7 @@ constexpr const char* kProg = "weft";
 // What `weft test` adds to weft-runner's options: how to show the run.
 struct ShowOptions {
   bool verbose = false;
+  bool zstd = false;
   std::string log;
   std::string color;
 };
@@ -91,6 +92,7 @@ int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
   for (const auto& p : paths) runner.push_back(p);
   std::vector<std::string> logger = {dir + "/weft-logger"};
   if (!show.log.empty()) logger.push_back("--output=" + show.log);
+  if (show.zstd) logger.push_back("--zstd");
   std::vector<std::string> render = {dir + "/weft-render-term",
                                      "--color=" + show.color};
   if (show.verbose) render.push_back("-v");
@@ -206,6 +208,8 @@ int main(int argc, char** argv) {
   test->add_flag("-v,--verbose", show.verbose, "Show every job and assertion");
   test->add_option("-o,--log", show.log,
                    "Write the log here (default: .weft/runs/<run-id>.jsonl)");
+  test->add_flag("--zstd", show.zstd,
+                 "Compress the log (.jsonl.zst); replay and every renderer read it");
   test->add_option("--color", show.color, "auto, always or never (default: auto)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   test->footer("Exit codes: 0 all passed, 1 a test failed, 2 usage error, "

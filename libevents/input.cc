@@ -7,12 +7,59 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
+
+#include <memory>
 
 namespace weft::events {
 
 namespace {
 
 std::string Describe(const std::string& path) { return path.empty() ? "stdin" : path; }
+
+constexpr unsigned char kZstdMagic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+
+// Decompresses what is read from "fd" into the reader: a log written with
+// weft-logger --zstd (one or more frames; the last may be unfinished, as
+// when the writer died: what its complete blocks hold is read).
+class ZstdInput {
+ public:
+  ZstdInput() : ctx_(ZSTD_createDCtx()), in_(new char[kChunk]) {}
+  ~ZstdInput() { ZSTD_freeDCtx(ctx_); }
+  ZstdInput(const ZstdInput&) = delete;
+  ZstdInput& operator=(const ZstdInput&) = delete;
+
+  // Feeds bytes already read; false with *err on corrupt data.
+  bool Feed(const char* data, size_t n, LineReader& reader, std::string* err) {
+    ZSTD_inBuffer in = {data, n, 0};
+    while (in.pos < in.size) {
+      size_t avail;
+      char* space = reader.Space(kChunk, &avail);
+      ZSTD_outBuffer out = {space, avail, 0};
+      size_t rc = ZSTD_decompressStream(ctx_, &out, &in);
+      if (ZSTD_isError(rc)) {
+        *err = std::string("corrupt zstd data: ") + ZSTD_getErrorName(rc);
+        return false;
+      }
+      reader.Commit(out.pos);
+    }
+    return true;
+  }
+  // One read from fd: bytes read (0 at EOF), -1 on error.
+  ssize_t Read(int fd, LineReader& reader, std::string* err) {
+    ssize_t n = read(fd, in_.get(), kChunk);
+    if (n > 0 && !Feed(in_.get(), static_cast<size_t>(n), reader, err)) {
+      errno = EINVAL;
+      return -2;
+    }
+    return n;
+  }
+
+ private:
+  static constexpr size_t kChunk = 64 * 1024;
+  ZSTD_DCtx* ctx_;
+  std::unique_ptr<char[]> in_;
+};
 
 }  // namespace
 
@@ -27,35 +74,70 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
   }
   struct stat st;
   bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  if (!in.follow || !regular) {
+  auto fail = [&](std::string why) {
+    if (err) *err = Describe(in.path) + ": " + why;
+    if (!is_stdin) close(fd);
+    return PumpEnd::kReadError;
+  };
+  // The first bytes say whether it is compressed (zstd's magic number).
+  char head[4];
+  size_t have = 0;
+  while (have < sizeof head) {
+    ssize_t n = read(fd, head + have, sizeof head - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(strerror(errno));
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  std::unique_ptr<ZstdInput> zstd;
+  if (have == sizeof head && memcmp(head, kZstdMagic, sizeof head) == 0) {
+    zstd = std::make_unique<ZstdInput>();
+    std::string why;
+    if (!zstd->Feed(head, have, reader, &why)) return fail(why);
+  } else {
+    reader.Append(head, have);
+  }
+  auto drain = [&] {
+    std::string_view line;
+    while (reader.Next(&line)) h.line(line);
+    if (h.batch_end) h.batch_end();
+  };
+  if (!zstd && (!in.follow || !regular) && have == sizeof head) {
+    drain();
     PumpEnd end = Pump(fd, reader, h, err);
     if (end == PumpEnd::kReadError && err) *err = Describe(in.path) + ": " + *err;
     if (!is_stdin) close(fd);
     return end;
   }
 
-  // Following a growing file: read to its end, then wait for a change.
-  int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  // A compressed log, a followed one, or a very short input: read here.
+  bool follow = in.follow && regular;
+  int watch = follow ? inotify_init1(IN_CLOEXEC | IN_NONBLOCK) : -1;
   if (watch >= 0 && !is_stdin)
     inotify_add_watch(watch, in.path.c_str(), IN_MODIFY | IN_CLOSE_WRITE);
   PumpEnd end = PumpEnd::kEof;
-  for (;;) {
+  drain();
+  for (bool eof = have < sizeof head && !follow; !eof;) {
     if (StopCount() >= 3) {
       end = PumpEnd::kInterrupted;
       break;
     }
-    ssize_t n = reader.ReadFrom(fd);
-    if (n < 0 && errno == EINTR) continue;
+    std::string why;
+    ssize_t n = zstd ? zstd->Read(fd, reader, &why) : reader.ReadFrom(fd);
+    if (n == -1 && errno == EINTR) continue;
+    if (n == -1 && errno == EAGAIN) {
+      struct pollfd p = {fd, POLLIN, 0};
+      poll(&p, 1, -1);
+      continue;
+    }
     if (n < 0) {
-      if (err) *err = Describe(in.path) + ": " + strerror(errno);
+      if (err) *err = Describe(in.path) + ": " + (why.empty() ? strerror(errno) : why);
       end = PumpEnd::kReadError;
       break;
     }
-    std::string_view line;
-    while (reader.Next(&line)) h.line(line);
-    if (h.batch_end) h.batch_end();
+    drain();
     if (n > 0) continue;
-    if (done && done()) break;
+    if (!follow || (done && done())) break;
     // At the end for now: wait for the writer (at most 1 s between looks,
     // in case the file was replaced rather than appended to).
     if (h.tick) h.tick();
@@ -71,9 +153,7 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     }
   }
   reader.Finish();
-  std::string_view line;
-  while (reader.Next(&line)) h.line(line);
-  if (h.batch_end) h.batch_end();
+  drain();
   if (watch >= 0) close(watch);
   if (!is_stdin) close(fd);
   return end;

@@ -9,6 +9,8 @@
 #include <weft/common/util.h>
 #include <weft/events/event.h>
 #include <weft/events/writer.h>
+#include <time.h>
+#include <zstd.h>
 
 namespace weft::logger {
 namespace {
@@ -30,8 +32,65 @@ bool MakeDir(const std::string& path, std::string* err) {
 
 }  // namespace
 
+struct Logger::ZstdState {
+  ZSTD_CCtx* ctx = ZSTD_createCCtx();
+  std::string out;
+  ~ZstdState() { ZSTD_freeCCtx(ctx); }
+};
+
+namespace {
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+}  // namespace
+
+Logger::Logger(Options o) : o_(std::move(o)) {}
+
 Logger::~Logger() {
   if (fd_ >= 0) close(fd_);
+}
+
+bool Logger::WriteLog(std::string_view data, int mode) {
+  if (!z_) return events::WriteAll(fd_, data);
+  ZSTD_inBuffer in = {data.data(), data.size(), 0};
+  auto directive = static_cast<ZSTD_EndDirective>(mode);
+  for (;;) {
+    z_->out.resize(ZSTD_CStreamOutSize());
+    ZSTD_outBuffer out = {z_->out.data(), z_->out.size(), 0};
+    size_t left = ZSTD_compressStream2(z_->ctx, &out, &in, directive);
+    if (ZSTD_isError(left)) {
+      errno = EIO;
+      return false;
+    }
+    if (out.pos && !events::WriteAll(fd_, {z_->out.data(), out.pos})) return false;
+    bool done = directive == ZSTD_e_continue ? in.pos == in.size : left == 0;
+    if (done) break;
+  }
+  if (directive == ZSTD_e_continue) {
+    if (unflushed_since_ms_ < 0 && !data.empty()) unflushed_since_ms_ = NowMs();
+  } else {
+    unflushed_since_ms_ = -1;
+  }
+  return true;
+}
+
+int Logger::PendingMs() const {
+  if (!z_ || unflushed_since_ms_ < 0 || fd_ < 0) return -1;
+  int64_t due = unflushed_since_ms_ + 1000 - NowMs();
+  return due < 0 ? 0 : static_cast<int>(due);
+}
+
+bool Logger::Tick() {
+  if (failed_ || PendingMs() != 0) return true;
+  // A block the reader can decode: a crash now loses nothing before it.
+  if (!WriteLog({}, ZSTD_e_flush)) {
+    error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
+    failed_ = true;
+    return false;
+  }
+  return true;
 }
 
 bool Logger::Open(std::string_view run) {
@@ -45,7 +104,7 @@ bool Logger::Open(std::string_view run) {
     }
     if (!MakeDir(o_.dir, &error_) || !MakeDir(o_.dir + "/runs", &error_))
       return false;
-    path = fmt::format("{}/runs/{}.jsonl", o_.dir, run);
+    path = fmt::format("{}/runs/{}.jsonl{}", o_.dir, run, o_.zstd ? ".zst" : "");
   }
   fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) {
@@ -54,11 +113,16 @@ bool Logger::Open(std::string_view run) {
   }
   path_ = path;
   run_ = std::string(run);
+  if (o_.zstd) {
+    z_ = std::make_unique<ZstdState>();
+    // A checksum per frame: a reader can tell a damaged log from a short one.
+    ZSTD_CCtx_setParameter(z_->ctx, ZSTD_c_checksumFlag, 1);
+  }
   if (o_.output.empty()) {
     // .weft/latest -> runs/<id>.jsonl, replaced atomically.
     std::string tmp = o_.dir + "/.latest.tmp";
     unlink(tmp.c_str());
-    std::string target = fmt::format("runs/{}.jsonl", run);
+    std::string target = fmt::format("runs/{}.jsonl{}", run, o_.zstd ? ".zst" : "");
     if (symlink(target.c_str(), tmp.c_str()) != 0 ||
         rename(tmp.c_str(), (o_.dir + "/latest").c_str()) != 0)
       Warning("weft-logger", fmt::format("cannot update {}/latest: {}",
@@ -69,7 +133,13 @@ bool Logger::Open(std::string_view run) {
 
 bool Logger::Close() {
   if (fd_ < 0) return true;
-  bool ok = fsync(fd_) == 0 || errno == EINVAL;  // EINVAL: a pipe or tty
+  bool ok = true;
+  if (z_ && !WriteLog({}, ZSTD_e_end)) {
+    ok = false;
+    error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
+  }
+  z_.reset();
+  ok = ok && (fsync(fd_) == 0 || errno == EINVAL);  // EINVAL: a pipe or tty
   if (!ok) error_ = fmt::format("cannot sync log {}: {}", path_, strerror(errno));
   if (close(fd_) != 0 && ok) {
     ok = false;
@@ -125,12 +195,13 @@ bool Logger::Flush() {
     return false;
   }
   if (fd_ >= 0) {
-    if (!events::WriteAll(fd_, batch_)) {
+    // At run.end a compressed log ends its frame (a complete file).
+    if (!WriteLog(batch_, sync_after_flush_ ? ZSTD_e_end : ZSTD_e_continue)) {
       error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
       failed_ = true;
       return false;
     }
-    if (sync_after_flush_ && fdatasync(fd_) != 0 && errno != EINVAL) {
+    if ((sync_after_flush_ || o_.sync) && fdatasync(fd_) != 0 && errno != EINVAL) {
       error_ = fmt::format("cannot sync log {}: {}", path_, strerror(errno));
       failed_ = true;
       return false;

@@ -24,6 +24,11 @@ int main(int argc, char** argv) {
   app.add_option("--dir", o.dir, "Directory holding runs/ and latest")
       ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "Do not copy the stream to stdout");
+  app.add_flag("--zstd", o.zstd,
+               "Compress the log (.jsonl.zst); what came is in the file within "
+               "a second, and weft replay and every renderer read it");
+  app.add_flag("--sync", o.sync,
+               "fdatasync the log after every batch of lines (default: at run.end)");
   app.footer("Exit codes: 0 the stream was logged, 3 a write failed (disk "
              "full, …) or stdout closed early, 130 interrupted.\n"
              "See docs/weft-logger.md.");
@@ -44,6 +49,16 @@ int main(int argc, char** argv) {
       _exit(weft::kExitHarness);
     }
   };
+  if (o.zstd) {
+    h.timeout_ms = [&] { return logger.PendingMs(); };
+    h.tick = [&] {
+      if (!failed && !logger.Tick()) {
+        failed = true;
+        weft::Error(kProg, logger.error());
+        _exit(weft::kExitHarness);
+      }
+    };
+  }
   std::string err;
   auto end = weft::events::Pump(STDIN_FILENO, reader, h, &err);
   if (end == weft::events::PumpEnd::kReadError)

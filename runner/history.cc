@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <weft/events/event.h>
+#include <weft/events/input.h>
 #include <weft/events/line_reader.h>
 
 #include <algorithm>
@@ -124,7 +125,7 @@ void History::Open(const std::string& weft_dir, bool rebuild,
     Stmt known(db_, "SELECT size, mtime FROM logs WHERE file=?");
     for (const auto& entry : fs::directory_iterator(runs_dir, ec)) {
       std::string name = entry.path().filename().string();
-      if (!name.ends_with(".jsonl")) continue;
+      if (!name.ends_with(".jsonl") && !name.ends_with(".jsonl.zst")) continue;
       struct stat st;
       if (stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
       int64_t size = st.st_size, mtime = st.st_mtime;
@@ -152,59 +153,45 @@ void History::Open(const std::string& weft_dir, bool rebuild,
 }
 
 bool History::IndexLog(const std::string& name, int64_t size, int64_t mtime) {
-  std::string file = runs_dir_ + "/" + name;
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return true;  // gone meanwhile: nothing to index
+  events::InputOptions in;
+  in.path = runs_dir_ + "/" + name;  // .jsonl or .jsonl.zst: ReadInput tells
   events::LineReader reader(64 * 1024);
   events::Fields f;
   std::string run;
   int64_t started = 0;
   Stmt drop(db_, "DELETE FROM results WHERE run=(SELECT run FROM logs WHERE file=?)");
   Stmt insert(db_, "INSERT INTO results VALUES(?,?,?,?,?,?,?,?,?)");
-  if (!drop || !insert) {
-    close(fd);
-    return false;
-  }
+  if (!drop || !insert) return false;
   drop.Bind(1, std::string_view(name));
   drop.Done();
-  for (;;) {
-    size_t avail;
-    char* space = reader.Space(64 * 1024, &avail);
-    ssize_t n = read(fd, space, avail);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      reader.Finish();
-    } else {
-      reader.Commit(static_cast<size_t>(n));
-    }
-    std::string_view line;
-    while (reader.Next(&line)) {
-      std::string_view type = events::TypeOf(line);
-      if (type == "run.start") {
-        if (f.Load(events::Event(line))) {
-          run = std::string(f.Str("run").value_or(""));
-          started = f.Int("ts").value_or(0);
-        }
-      } else if (type == "job.end" && !run.empty() && f.Load(events::Event(line))) {
-        insert.Bind(1, std::string_view(run));
-        insert.Bind(2, f.Int("job").value_or(-1));
-        insert.Bind(3, f.Str("name").value_or(""));
-        insert.Bind(4, f.Int("attempt").value_or(1));
-        insert.Bind(5, f.Str("verdict").value_or("fail"));
-        insert.Bind(6, f.Int("duration_us").value_or(0));
-        insert.Bind(7, static_cast<int64_t>(f.Bool("retry").value_or(false)));
-        insert.Bind(8, static_cast<int64_t>(f.Bool("flaky").value_or(false)));
-        insert.Bind(9, f.Int("ts").value_or(0));
-        if (!insert.Done()) {
-          close(fd);
-          return false;
-        }
-        ++results_;
+  bool ok = true;
+  events::PumpHandlers h;
+  h.line = [&](std::string_view line) {
+    std::string_view type = events::TypeOf(line);
+    if (type == "run.start") {
+      if (f.Load(events::Event(line))) {
+        run = std::string(f.Str("run").value_or(""));
+        started = f.Int("ts").value_or(0);
       }
+    } else if (type == "job.end" && ok && !run.empty() && f.Load(events::Event(line))) {
+      insert.Bind(1, std::string_view(run));
+      insert.Bind(2, f.Int("job").value_or(-1));
+      insert.Bind(3, f.Str("name").value_or(""));
+      insert.Bind(4, f.Int("attempt").value_or(1));
+      insert.Bind(5, f.Str("verdict").value_or("fail"));
+      insert.Bind(6, f.Int("duration_us").value_or(0));
+      insert.Bind(7, static_cast<int64_t>(f.Bool("retry").value_or(false)));
+      insert.Bind(8, static_cast<int64_t>(f.Bool("flaky").value_or(false)));
+      insert.Bind(9, f.Int("ts").value_or(0));
+      if (!insert.Done()) ok = false;
+      ++results_;
     }
-    if (n <= 0) break;
-  }
-  close(fd);
+  };
+  std::string err;
+  // A log that cannot be read (gone meanwhile, damaged) indexes as far as
+  // it goes.
+  events::ReadInput(in, reader, h, nullptr, &err);
+  if (!ok) return false;
   Stmt log(db_, "INSERT OR REPLACE INTO logs VALUES(?,?,?,?)");
   Stmt runs(db_, "INSERT OR REPLACE INTO runs VALUES(?,?,?)");
   if (!log || !runs) return false;

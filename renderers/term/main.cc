@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <weft/common/cli.h>
 #include <weft/common/util.h>
+#include <weft/events/input.h>
 #include <weft/events/pump.h>
 #include <weft/events/writer.h>
 
@@ -21,6 +22,11 @@ int main(int argc, char** argv) {
       "file) for people: on a terminal a status line redrawn in place, each "
       "failure as it happens, and a final summary. Exits with the run's code.",
       kProg};
+  weft::events::InputOptions in;
+  app.add_option("log", in.path,
+                 "A log file (.jsonl or .jsonl.zst) to read instead of stdin");
+  app.add_flag("-f,--follow", in.follow,
+               "Follow the log as it grows (like tail -f) until its run ends");
   app.add_flag("-v,--verbose", o.verbose, "Show every job and every assertion");
   app.add_option("--color", color, "auto, always or never (NO_COLOR is honoured)")
       ->check(CLI::IsMember({"auto", "always", "never"}))
@@ -65,7 +71,7 @@ int main(int argc, char** argv) {
     };
   }
   std::string err;
-  auto end = weft::events::Pump(STDIN_FILENO, reader, h, &err);
+  auto end = weft::events::ReadInput(in, reader, h, [&] { return r.ended(); }, &err);
   if (!r.fatal().empty()) {
     flush();
     weft::Error(kProg, r.fatal());
@@ -74,7 +80,7 @@ int main(int argc, char** argv) {
   r.Finish();
   flush();
   if (end == weft::events::PumpEnd::kReadError) {
-    weft::Error(kProg, fmt::format("cannot read stdin: {}", err));
+    weft::Error(kProg, fmt::format("cannot read {}", err));
     return weft::kExitHarness;
   }
   if (end == weft::events::PumpEnd::kInterrupted) return weft::kExitInterrupted;

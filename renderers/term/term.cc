@@ -137,7 +137,10 @@ void Renderer::Line(std::string_view line) {
       fatal_ = err.empty() ? "unreadable hello event" : err;
       exit_code_ = 2;
     }
+  } else if (type == "run.end") {
+    ended_ = true;
   } else if (type == "run.start") {
+    ended_ = false;
     if (!f_.Load(e)) return;
     run_start_us_ = f_.Int("ts").value_or(0);
     T_ = f_.Int("jobs").value_or(0);

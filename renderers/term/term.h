@@ -44,6 +44,8 @@ class Renderer {
   // when the stream's schema is unknown.
   int exit_code() const { return exit_code_; }
   const std::string& fatal() const { return fatal_; }
+  // The run's run.end has been seen (a followed log can stop).
+  bool ended() const { return ended_; }
 
  private:
   struct JobView {
@@ -83,6 +85,7 @@ class Renderer {
   int64_t last_draw_us_ = 0;
   bool status_shown_ = false;
   bool saw_summary_ = false;
+  bool ended_ = false;  // run.end seen (and no run.start since)
   int64_t not_events_ = 0;
   bool finished_ = false;
   int exit_code_ = 3;

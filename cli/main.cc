@@ -1,11 +1,19 @@
 // weft: the front command that assembles weft's processes for people.
 #include <fcntl.h>
+#include <sys/wait.h>
+#include <weft/events/event.h>
+#include <weft/events/input.h>
+#include <weft/events/writer.h>
+
+#include <optional>
+#include <set>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <weft/common/cli.h>
 #include <weft/common/util.h>
 
 #include "chain.h"
+#include "merge.h"
 #include "history.h"
 #include "runner_options.h"
 
@@ -162,32 +170,144 @@ int List(CLI::App* cmd, const weft::runner::Options& o) {
   return weft::kExitHarness;
 }
 
-int Replay(const std::string& file, bool verbose, const std::string& color) {
-  std::string path = file.empty() ? ".weft/latest" : file;
-  if (path != "-") {
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      weft::Error(kProg, fmt::format("cannot open {}: {}{}", path,
-                                     strerror(errno),
-                                     file.empty() ? " (no run logged here yet?)" : ""));
+struct ReplayOptions {
+  std::string file;
+  std::string renderer = "term";
+  bool verbose = false;
+  std::string color = "auto";
+  bool follow = false;
+  std::vector<std::string> types;
+  std::optional<int64_t> job;
+  bool failed = false;
+  double speed = 0;  // 0: as fast as it goes
+};
+
+// The jobs whose last job.end in the log failed (a first pass over it).
+bool FailedJobs(const std::string& path, std::set<int64_t>* failed, std::string* err) {
+  weft::events::InputOptions in;
+  in.path = path;
+  weft::events::LineReader reader;
+  weft::events::Fields f;
+  weft::events::PumpHandlers h;
+  h.line = [&](std::string_view line) {
+    if (weft::events::TypeOf(line) != "job.end" || !f.Load(weft::events::Event(line))) return;
+    int64_t job = f.Int("job").value_or(-1);
+    if (f.Str("verdict").value_or("fail") == "fail" && !f.Bool("retry").value_or(false))
+      failed->insert(job);
+    else
+      failed->erase(job);
+  };
+  return weft::events::ReadInput(in, reader, h, nullptr, err) != weft::events::PumpEnd::kReadError;
+}
+
+int Replay(const ReplayOptions& r) {
+  std::string path = r.file.empty() ? ".weft/latest" : r.file;
+  if (path != "-" && access(path.c_str(), R_OK) != 0) {
+    weft::Error(kProg, fmt::format("cannot open {}: {}{}", path, strerror(errno),
+                                   r.file.empty() ? " (no run logged here yet?)" : ""));
+    return weft::kExitUsage;
+  }
+  std::string exe = weft::SelfDir() + "/weft-render-" + r.renderer;
+  std::vector<std::string> args = {exe};
+  if (r.renderer == "term") {
+    args.push_back("--color=" + r.color);
+    if (r.verbose) args.push_back("-v");
+  }
+  bool filtering = !r.types.empty() || r.job || r.failed || r.speed > 0;
+  if (!filtering) {
+    // Nothing to do between the log and the renderer: become it.
+    if (r.follow) args.push_back("--follow");
+    args.push_back(path);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
+    return weft::kExitHarness;
+  }
+  std::set<int64_t> failed;
+  if (r.failed) {
+    if (path == "-" || r.follow) {
+      weft::Error(kProg, "--failed needs a whole log (not stdin, not --follow): the "
+                         "jobs that failed are known only at their end");
       return weft::kExitUsage;
     }
-    if (dup2(fd, STDIN_FILENO) < 0) {
-      weft::Error(kProg, fmt::format("dup2: {}", strerror(errno)));
-      return weft::kExitHarness;
+    std::string err;
+    if (!FailedJobs(path, &failed, &err)) {
+      weft::Error(kProg, err);
+      return weft::kExitUsage;
     }
-    close(fd);
   }
-  // Nothing left to do but render: become the renderer.
-  std::string exe = weft::SelfDir() + "/weft-render-term";
-  std::string color_arg = "--color=" + color;
-  std::vector<char*> argv = {exe.data(), color_arg.data()};
-  std::string v = "-v";
-  if (verbose) argv.push_back(v.data());
-  argv.push_back(nullptr);
-  execv(exe.c_str(), argv.data());
-  weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
-  return weft::kExitHarness;
+  // The renderer reads what we pass on through a pipe.
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    weft::Error(kProg, fmt::format("pipe: {}", strerror(errno)));
+    return weft::kExitHarness;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[0], STDIN_FILENO);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
+    _exit(weft::kExitHarness);
+  }
+  close(fds[0]);
+  std::set<std::string, std::less<>> types(r.types.begin(), r.types.end());
+  weft::events::InputOptions in;
+  in.path = path;
+  in.follow = r.follow;
+  weft::events::LineReader reader;
+  weft::events::Fields f;
+  std::string out;
+  int64_t last_ts = -1;
+  bool ended = false;
+  weft::events::PumpHandlers h;
+  h.line = [&](std::string_view line) {
+    std::string_view type = weft::events::TypeOf(line);
+    if (type == "run.end") ended = true;
+    if (type.empty()) return;
+    if (type != "hello") {
+      if (!types.empty() && !types.count(type)) return;
+      if (r.job || r.failed || r.speed > 0) {
+        if (!f.Load(weft::events::Event(line))) return;
+        if (auto job = f.Int("job")) {
+          if (r.job && *job != *r.job) return;
+          if (r.failed && !failed.count(*job)) return;
+        }
+        if (r.speed > 0) {
+          int64_t ts = f.Int("ts").value_or(last_ts);
+          if (last_ts >= 0 && ts > last_ts) {
+            // Original timing: what is ready goes out before the pause.
+            weft::events::WriteAll(fds[1], out);
+            out.clear();
+            usleep(static_cast<useconds_t>(static_cast<double>(ts - last_ts) / r.speed));
+          }
+          if (ts >= 0) last_ts = ts;
+        }
+      }
+    }
+    out.append(line);
+    out.push_back('\n');
+  };
+  h.batch_end = [&] {
+    if (!out.empty() && !weft::events::WriteAll(fds[1], out)) ended = true;
+    out.clear();
+  };
+  weft::events::InstallStopCounter();
+  std::string err;
+  auto end = weft::events::ReadInput(in, reader, h, [&] { return ended; }, &err);
+  close(fds[1]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (end == weft::events::PumpEnd::kReadError) {
+    weft::Error(kProg, err);
+    return weft::kExitUsage;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : weft::kExitHarness;
 }
 
 }  // namespace
@@ -230,24 +350,51 @@ int main(int argc, char** argv) {
       "rebuild", "Make the index again from .weft/runs/*.jsonl");
   rebuild->footer("Exit codes: 0 rebuilt, 2 no run logs here.");
 
-  std::string replay_file;
-  bool replay_verbose = false;
-  std::string replay_color = "auto";
+  ReplayOptions ro;
   CLI::App* replay = app.add_subcommand(
-      "replay", "Show a logged run again, as it was shown live");
-  replay->add_option("log", replay_file,
-                     "A log file, or - for stdin (default: .weft/latest)");
-  replay->add_flag("-v,--verbose", replay_verbose, "Show every job and assertion");
-  replay->footer("Exit codes: the logged run's (0 pass, 1 fail, 3 harness "
-                 "failure, 4 no tests, 130 interrupted); 2 when the log cannot "
-                 "be read.");
-  replay->add_option("--color", replay_color, "auto, always or never")
+      "replay", "Show a logged run again, as it was shown live, or in any renderer");
+  replay->add_option("log", ro.file,
+                     "A log file (.jsonl or .jsonl.zst), or - for stdin (default: "
+                     ".weft/latest)");
+  replay->add_option("--renderer", ro.renderer,
+                     "term (default), json, tap, junit or github: weft-render-NAME")
+      ->check(CLI::IsMember({"term", "json", "tap", "junit", "github"}));
+  replay->add_flag("-v,--verbose", ro.verbose, "Show every job and assertion (term)");
+  replay->add_option("--color", ro.color, "auto, always or never (term)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  replay->add_flag("-f,--follow", ro.follow,
+                   "Follow the log as it grows (like tail -f) until its run ends");
+  replay->add_option("--types", ro.types,
+                     "Pass on only these event types (and hello), comma-separated")
+      ->delimiter(',')->allow_extra_args(false);
+  replay->add_option("--job", ro.job, "Pass on only this job's events (and the run's)");
+  replay->add_flag("--failed", ro.failed,
+                   "Pass on only the events of jobs that failed (and the run's)");
+  replay->add_option("--speed", ro.speed,
+                     "Replay with the original timing, N times as fast (1: real time)")
+      ->check(CLI::PositiveNumber);
+  replay->footer("Exit codes: the renderer's: for term the logged run's (0 pass, "
+                 "1 fail, 3 harness failure, 4 no tests, 130 interrupted); 2 when "
+                 "the log cannot be read.");
+
+  std::vector<std::string> merge_logs;
+  std::string merge_output;
+  CLI::App* merge = app.add_subcommand(
+      "merge", "Merge the logs of several runs or shards into one run's log");
+  merge->add_option("logs", merge_logs, "Logs (.jsonl or .jsonl.zst)")->required();
+  merge->add_option("-o,--output", merge_output,
+                    "Write the merged log to FILE (default: stdout)");
+  merge->footer("Exit codes: 0 merged, 2 usage or a log cannot be read, 3 the "
+                "output cannot be written.");
 
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  if (merge->parsed()) {
+    std::vector<std::string> args(argv, argv + argc);
+    return weft::cli::Merge(merge_logs, merge_output, args);
+  }
   if (test->parsed()) return Test(test, t, show);
   if (list->parsed()) return List(list, l);
   if (rebuild->parsed()) return HistoryRebuild();
-  if (replay->parsed()) return Replay(replay_file, replay_verbose, replay_color);
+  if (replay->parsed()) return Replay(ro);
   return weft::kExitUsage;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <chrono>
 #include <random>
 #include <string>
 
@@ -112,4 +113,79 @@ TEST_CASE("the chain SIGKILLed at random moments: the log is always whole lines"
         CHECK(Has(json.out, R"("complete":false)"));
     }
   }
+}
+
+TEST_CASE("weft replay: any renderer, filtered by type, job or failure, at the original pace") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo 'not ok 1 - broken'\n");
+  d.Write("t/b.sh", "echo 1..1; sleep 0.4; echo ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  Result live = Run({Bin("weft"), "test", "-j1", "--order=name"}, o);
+  CHECK(live.code == 1);
+  // Each renderer by name, the same as run by hand on the log.
+  for (const char* name : {"json", "tap", "junit", "github"}) {
+    CAPTURE(name);
+    Result via = Run({Bin("weft"), "replay", std::string("--renderer=") + name}, o);
+    Result direct = Run({Bin(std::string("weft-render-") + name), d.path() + "/.weft/latest"});
+    CHECK(via.out == direct.out);
+    CHECK(via.code == direct.code);
+  }
+  // Only what failed: the passing job is not there.
+  Result failed = Run({Bin("weft"), "replay", "--failed", "-v"}, o);
+  CHECK(Has(failed.out, "t/a.sh: not ok 1 - broken\n"));
+  CHECK(!Has(failed.out, "t/b.sh"));
+  Result job = Run({Bin("weft"), "replay", "--renderer=json", "--job=2"}, o);
+  CHECK(Has(job.out, R"("name":"t/b.sh")"));
+  CHECK(!Has(job.out, R"("name":"t/a.sh")"));
+  Result types = Run({Bin("weft"), "replay", "-v", "--types=job.start,job.end,summary"}, o);
+  CHECK(!Has(types.out, "not ok 1 - broken"));  // no assert events passed on
+  CHECK(Has(types.out, "FAIL t/a.sh ("));
+  // The original pace: at least the test's own 0.4 s pause.
+  auto start = std::chrono::steady_clock::now();
+  Result paced = Run({Bin("weft"), "replay", "--speed=1"}, o);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(took >= 0.35);
+  CHECK(paced.out == live.out);
+  Result stream = Run({Bin("weft"), "replay", "--failed", "-"}, o);
+  CHECK(stream.code == 2);
+  CHECK(Has(stream.err, "--failed needs a whole log"));
+}
+
+TEST_CASE("weft merge: shards' logs become one run that renderers and the history read as one") {
+  TempDir d;
+  for (int i = 1; i <= 4; ++i) d.Write("t/p" + std::to_string(i) + ".sh", "echo 1..1; echo ok 1\n");
+  d.Write("t/f.sh", "echo 1..1; echo 'not ok 1 - bad'\n");
+  RunOptions o;
+  o.cwd = d.path();
+  // Three shards, one of them compressed.
+  CHECK(Run({Bin("weft"), "test", "--include=t/p[12]*", "-o", "s1.jsonl"}, o).code == 0);
+  CHECK(Run({Bin("weft"), "test", "--include=t/p[34]*", "-o", "s2.jsonl", "--zstd"}, o).code == 0);
+  CHECK(Run({Bin("weft"), "test", "--include=t/f*", "-o", "s3.jsonl"}, o).code == 1);
+  d.Write(".weft/runs/.keep", "");
+  Result merged = Run({Bin("weft"), "merge", "s1.jsonl", "s2.jsonl", "s3.jsonl",
+                       "-o", ".weft/runs/merged.jsonl"}, o);
+  CHECK(merged.code == 0);
+  std::string log = d.Read(".weft/runs/merged.jsonl");
+  CHECK(Has(log, R"("jobs":{"planned":5,"passed":4,"failed":1,)"));
+  // One run id throughout, jobs numbered 1..5 with no two alike.
+  size_t at = log.find("\"run\":\"") + 7;
+  std::string run = log.substr(at, log.find('"', at) - at);
+  size_t runs = 0, pos = 0;
+  while ((pos = log.find("\"run\":\"", pos)) != std::string::npos) {
+    CHECK(log.compare(pos + 7, run.size() + 1, run + "\"") == 0);
+    ++runs, ++pos;
+  }
+  CHECK(runs == Lines(log).size());
+  for (int job = 1; job <= 5; ++job)
+    CHECK(Has(log, "\"type\":\"job.start\",\"run\":\"" + run + "\",\"job\":" + std::to_string(job) + ","));
+  Result shown = Run({Bin("weft"), "replay", ".weft/runs/merged.jsonl"}, o);
+  CHECK(shown.code == 1);
+  CHECK(Has(shown.out, "Files: 4 passed, 1 failed (5 in all).\n"));
+  // The history index takes it as one run: its failure is the one to rerun.
+  Result rerun = Run({Bin("weft"), "list", "--rerun-failed"}, o);
+  CHECK(Has(rerun.out, R"("name":"t/f.sh")"));
+  Result missing = Run({Bin("weft"), "merge", "nope.jsonl"}, o);
+  CHECK(missing.code == 2);
+  CHECK(missing.err == "weft: error: cannot open nope.jsonl: No such file or directory\n");
 }

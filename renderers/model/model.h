@@ -62,6 +62,7 @@ struct Run {
   int64_t slots = 0;
   std::map<int64_t, Job> jobs;
   std::vector<int64_t> order;  // job ids, in the order they first appeared
+  // (reports list jobs by id: the order the runner queued them)
   bool ended = false, interrupted = false;
   std::string bailed;
   // From the overlord's summary, when there is one.

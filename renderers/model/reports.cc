@@ -172,8 +172,7 @@ std::string JsonReport(const Model& m) {
   w.EndObject();
   Key(w, "jobs");
   w.StartArray();
-  for (int64_t id : run.order) {
-    const Job& job = run.jobs.at(id);
+  for (const auto& [id, job] : run.jobs) {
     w.StartObject();
     Key(w, "job");
     w.Int64(id);
@@ -256,8 +255,7 @@ std::string TapReport(const Model& m, int version) {
   int64_t n = 0;
   for (const Run& run : m.runs()) {
     out += fmt::format("# weft run {}{}\n", run.id, run.host.empty() ? "" : " on " + run.host);
-    for (int64_t id : run.order) {
-      const Job& job = run.jobs.at(id);
+    for (const auto& [id, job] : run.jobs) {
       ++n;
       std::string name = TapText(job.name);
       if (job.cancelled && !job.ended) {
@@ -383,8 +381,7 @@ std::string JunitReport(const Model& m, bool per_assertion) {
     if (!per_assertion) {
       Suite suite;
       int64_t time = 0;
-      for (int64_t id : run.order) {
-        const Job& job = run.jobs.at(id);
+      for (const auto& [id, job] : run.jobs) {
         ++suite.tests;
         std::string inner;
         if (job.cancelled && !job.ended) {
@@ -418,8 +415,7 @@ std::string JunitReport(const Model& m, bool per_assertion) {
           all_skipped += suite.skipped, all_time += wall;
       continue;
     }
-    for (int64_t id : run.order) {
-      const Job& job = run.jobs.at(id);
+    for (const auto& [id, job] : run.jobs) {
       Suite suite;
       if (job.cancelled && !job.ended) {
         suite.tests = suite.skipped = 1;
@@ -503,8 +499,7 @@ std::string JunitReport(const Model& m, bool per_assertion) {
 std::string GithubReport(const Model& m) {
   std::string out;
   for (const Run& run : m.runs()) {
-    for (int64_t id : run.order) {
-      const Job& job = run.jobs.at(id);
+    for (const auto& [id, job] : run.jobs) {
       if (!job.ended) continue;
       if (job.flaky)
         out += fmt::format("::warning title={}::{}\n", GhProperty(job.name + " is flaky"),

@@ -259,7 +259,8 @@ int Replay(const ReplayOptions& r) {
   weft::events::InputOptions in;
   in.path = path;
   in.follow = r.follow;
-  weft::events::LineReader reader;
+  // Large reads: a replay is a bulk copy of a file.
+  weft::events::LineReader reader(1 << 20);
   weft::events::Fields f;
   std::string out;
   int64_t last_ts = -1;

@@ -225,6 +225,17 @@ void Renderer::Line(std::string_view line) {
                       Visible(f_.Str("name").value_or(""))));
   } else if (type == "comment" || type == "output" || type == "parse_error" ||
              type == "bail" || type == "diag" || type == "note") {
+    // Most output and comments follow no failure and are not shown: found
+    // out from the text alone, and output kept raw for the tail (decoded
+    // only if its job fails).
+    if (!o_.verbose && (type == "output" || type == "comment")) {
+      if (auto job = JobOf(line)) {
+        if (auto it = jobs_.find(*job); it != jobs_.end() && !it->second.attach) {
+          if (type == "output") Tail(it->second, line);
+          return;
+        }
+      }
+    }
     if (!f_.Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
     std::string text;
@@ -264,8 +275,7 @@ void Renderer::Line(std::string_view line) {
     if (v.attach) {
       Attach(v, "      " + text);
     } else if (type == "output") {
-      v.tail.push_back(is_stderr ? "stderr: " + text : "stdout: " + text);
-      if (v.tail.size() > kTailLines) v.tail.pop_front();
+      Tail(v, line);
     }
   } else if (type == "job.end") {
     if (!f_.Load(e)) return;
@@ -413,6 +423,19 @@ void Renderer::Line(std::string_view line) {
   }
 }
 
+// Keeps an output event's line (with the padding Fields needs) among the
+// job's last lines.
+void Renderer::Tail(JobView& v, std::string_view line) {
+  std::string raw;
+  if (v.tail.size() >= kTailLines) {
+    raw = std::move(v.tail.front());  // its memory, reused
+    v.tail.pop_front();
+  }
+  raw.assign(line);
+  raw.append(events::kPadding, '\0');
+  v.tail.push_back(std::move(raw));
+}
+
 void Renderer::PrintFailure(const JobView& v, bool rerun) {
   std::string s;
   for (const auto& d : v.detail) s += d + "\n";
@@ -420,7 +443,13 @@ void Renderer::PrintFailure(const JobView& v, bool rerun) {
     s += fmt::format("  … and {} more failed assertions\n", v.failed_hidden);
   if (!v.tail.empty()) {
     s += fmt::format("  last {} lines of other output:\n", v.tail.size());
-    for (const auto& t : v.tail) s += "    " + t + "\n";
+    for (const auto& raw : v.tail) {
+      if (!tail_f_.Load(events::Event(std::string_view(raw.data(), raw.size() - events::kPadding))))
+        continue;
+      s += fmt::format("    {}: {}\n",
+                       tail_f_.Str("stream").value_or("") == "stderr" ? "stderr" : "stdout",
+                       Visible(tail_f_.Str("text").value_or("")));
+    }
   }
   if (rerun) s += fmt::format("  rerun: weft test {}\n", v.name);
   Print(s);

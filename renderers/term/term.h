@@ -51,7 +51,7 @@ class Renderer {
   struct JobView {
     std::string name;
     std::vector<std::string> detail;   // failed assertions and their diag
-    std::deque<std::string> tail;      // last lines of other output
+    std::deque<std::string> tail;      // last output events, raw + padding
     size_t failed_shown = 0;
     size_t failed_hidden = 0;
     size_t attached = 0;               // lines attached to the last failure
@@ -62,6 +62,8 @@ class Renderer {
   static std::optional<int64_t> JobOf(std::string_view line);
   void Print(std::string_view text);  // clears and later redraws status
   void PrintFailure(const JobView& v, bool rerun = true);
+  void Tail(JobView& v, std::string_view line);
+  events::Fields tail_f_;  // decodes the tail when a failure is shown
   void StatusLine(int64_t now_us, bool force);
   std::string Paint(std::string_view text, int colour) const;
   void Attach(JobView& v, std::string line);

@@ -133,7 +133,7 @@ void Renderer::Line(std::string_view line) {
 
   if (type == "hello") {
     std::string err;
-    if (!f_.Load(e, &err) || !events::CheckHello(f_, &err)) {
+    if (!Load(e, &err) || !events::CheckHello(f_, &err)) {
       fatal_ = err.empty() ? "unreadable hello event" : err;
       exit_code_ = 2;
     }
@@ -141,7 +141,7 @@ void Renderer::Line(std::string_view line) {
     ended_ = true;
   } else if (type == "run.start") {
     ended_ = false;
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     run_start_us_ = f_.Int("ts").value_or(0);
     T_ = f_.Int("jobs").value_or(0);
     shuffle_seed_ = f_.Str("order").value_or("") == "shuffle"
@@ -151,7 +151,7 @@ void Renderer::Line(std::string_view line) {
     saw_summary_ = false;
     StatusLine(events::NowMicros(), true);
   } else if (type == "job.start") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     if (f_.Int("attempt").value_or(1) > 1) retry_pending_.erase(f_.Int("job").value_or(-1));
     JobView& v = View(f_.Int("job").value_or(-1));
     v.name = Visible(f_.Str("name").value_or("?"));
@@ -167,7 +167,7 @@ void Renderer::Line(std::string_view line) {
         return;
       }
     }
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     int64_t job = f_.Int("job").value_or(-1);
     bool ok = f_.Bool("ok").value_or(false);
     auto directive = f_.Str("directive").value_or("");
@@ -206,7 +206,7 @@ void Renderer::Line(std::string_view line) {
       v.attach = false;
     }
   } else if (type == "timeout") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
     std::string kind(f_.Str("kind").value_or("?"));
     std::vector<std::vector<std::string>> rows;
@@ -217,7 +217,7 @@ void Renderer::Line(std::string_view line) {
       v.detail.push_back(fmt::format("    {}: {}", row[0], Visible(row[1])));
     if (o_.verbose) Print(fmt::format("{}: {} timeout\n", v.name, kind));
   } else if (type == "subtest") {
-    if (!o_.verbose || !f_.Load(e)) return;
+    if (!o_.verbose || !Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
     int64_t depth = f_.Int("depth").value_or(0);
     Print(fmt::format("{}: {}# Subtest: {}\n", v.name,
@@ -236,7 +236,7 @@ void Renderer::Line(std::string_view line) {
         }
       }
     }
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     JobView& v = View(f_.Int("job").value_or(-1));
     std::string text;
     bool is_stderr = false;
@@ -278,7 +278,7 @@ void Renderer::Line(std::string_view line) {
       Tail(v, line);
     }
   } else if (type == "job.end") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     int64_t job = f_.Int("job").value_or(-1);
     JobView& v = View(job);
     if (auto name = f_.Str("name")) v.name = Visible(*name);
@@ -324,11 +324,11 @@ void Renderer::Line(std::string_view line) {
     }
     jobs_.erase(job);
   } else if (type == "run.bail") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     Print(fmt::format("{} {}; stopping the run\n", Paint("BAIL", kRed),
                       Visible(f_.Str("reason").value_or("the run bailed out"))));
   } else if (type == "counts") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     P_ = f_.Int("P").value_or(P_);
     F_ = f_.Int("F").value_or(F_);
     A_ = f_.Int("A").value_or(A_);
@@ -336,12 +336,12 @@ void Renderer::Line(std::string_view line) {
     T_ = f_.Int("T").value_or(T_);
     StatusLine(events::NowMicros(), false);
   } else if (type == "error") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     Print(fmt::format("{} {}: {}\n", Paint("HARNESS ERROR", kRed),
                       f_.Str("source").value_or("weft"),
                       Visible(f_.Str("message").value_or(""))));
   } else if (type == "summary") {
-    if (!f_.Load(e)) return;
+    if (!Load(e)) return;
     saw_summary_ = true;
     exit_code_ = static_cast<int>(f_.Int("exit").value_or(3));
     std::string verdict(f_.Str("verdict").value_or("?"));

@@ -46,6 +46,9 @@ class Renderer {
   const std::string& fatal() const { return fatal_; }
   // The run's run.end has been seen (a followed log can stop).
   bool ended() const { return ended_; }
+  // Lines parsed so far (every other line was skipped by its type or by
+  // the fast paths, unparsed).
+  uint64_t decoded() const { return decoded_; }
 
  private:
   struct JobView {
@@ -63,7 +66,12 @@ class Renderer {
   void Print(std::string_view text);  // clears and later redraws status
   void PrintFailure(const JobView& v, bool rerun = true);
   void Tail(JobView& v, std::string_view line);
-  events::Fields tail_f_;  // decodes the tail when a failure is shown
+  events::Fields tail_f_;
+  uint64_t decoded_ = 0;
+  bool Load(const events::Event& e, std::string* err = nullptr) {
+    ++decoded_;
+    return f_.Load(e, err);
+  }  // decodes the tail when a failure is shown
   void StatusLine(int64_t now_us, bool force);
   std::string Paint(std::string_view text, int colour) const;
   void Attach(JobView& v, std::string line);

@@ -137,7 +137,9 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     }
     drain();
     if (n > 0) continue;
-    if (!follow || (done && done())) break;
+    // Stop following at the run's end, or when asked to stop (a first
+    // signal: what came so far is shown).
+    if (!follow || (done && done()) || StopCount() >= 1) break;
     // At the end for now: wait for the writer (at most 1 s between looks,
     // in case the file was replaced rather than appended to).
     if (h.tick) h.tick();

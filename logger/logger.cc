@@ -187,8 +187,138 @@ void Logger::Line(std::string_view line, bool torn) {
   if (type == "run.end") sync_after_flush_ = true;
 }
 
+namespace {
+constexpr size_t kSubscriberBacklog = 8 * 1024 * 1024;  // then dropped
+}  // namespace
+
+bool Logger::StartSubscribers() {
+  auto add = [&](const std::string& spec, bool is_fifo) {
+    Subscriber s;
+    s.name = spec;
+    std::string where = spec;
+    if (size_t colon = spec.rfind(':'); colon != std::string::npos) {
+      where = spec.substr(0, colon);
+      std::string types = spec.substr(colon + 1);
+      size_t start = 0;
+      while (start <= types.size()) {
+        size_t comma = types.find(',', start);
+        if (comma == std::string::npos) comma = types.size();
+        if (comma > start) s.types.insert(types.substr(start, comma - start));
+        start = comma + 1;
+      }
+    }
+    if (is_fifo) {
+      struct stat st;
+      if (stat(where.c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        error_ = fmt::format("--fifo {}: not a named pipe (make one with mkfifo)", where);
+        return false;
+      }
+      s.path = where;
+      // No reader yet (ENXIO): opened on a later try.
+      s.fd = open(where.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    } else {
+      char* end = nullptr;
+      long fd = strtol(where.c_str(), &end, 10);
+      if (where.empty() || *end || fd < 3 || fcntl(static_cast<int>(fd), F_GETFD) < 0) {
+        error_ = fmt::format("--fd {}: not an open file descriptor above 2", where);
+        return false;
+      }
+      s.fd = static_cast<int>(fd);
+      fcntl(s.fd, F_SETFL, fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+    }
+    subscribers_.push_back(std::move(s));
+    return true;
+  };
+  for (const auto& f : o_.fifos)
+    if (!add(f, true)) return false;
+  for (const auto& f : o_.fds)
+    if (!add(f, false)) return false;
+  return true;
+}
+
+void Logger::Drop(Subscriber& s, const std::string& why) {
+  s.dropped = true;
+  if (s.fd >= 0) close(s.fd);
+  s.fd = -1;
+  std::string().swap(s.pending);
+  std::string message = fmt::format("subscriber {} dropped: {}", s.name, why);
+  Warning("weft-logger", message);
+  events::EventWriter w(run_, -1);
+  events::JsonWriter& j = w.Begin("warning");
+  events::Key(j, "source");
+  events::String(j, "weft-logger");
+  events::WriteText(j, "message", message);
+  w.End();
+  warnings_.append(w.batch());
+}
+
+void Logger::Drain(Subscriber& s) {
+  if (s.dropped || s.pending.empty()) return;
+  if (s.fd < 0) {
+    s.fd = open(s.path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (s.fd < 0) {
+      if (s.pending.size() > kSubscriberBacklog)
+        Drop(s, "nobody opened it to read");
+      return;
+    }
+  }
+  size_t done = 0;
+  while (done < s.pending.size()) {
+    ssize_t n = write(s.fd, s.pending.data() + done, s.pending.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    s.pending.erase(0, done);
+    Drop(s, n < 0 && errno == EPIPE ? std::string("its reader went away")
+                                    : fmt::format("cannot write to it: {}", strerror(errno)));
+    return;
+  }
+  s.pending.erase(0, done);
+  if (s.pending.size() > kSubscriberBacklog)
+    Drop(s, fmt::format("it fell more than {} MiB behind", kSubscriberBacklog >> 20));
+}
+
+void Logger::Feed(Subscriber& s, std::string_view batch) {
+  if (s.dropped) return;
+  if (s.types.empty()) {
+    s.pending.append(batch);
+  } else {
+    size_t start = 0;
+    while (start < batch.size()) {
+      size_t nl = batch.find('\n', start);
+      std::string_view line = batch.substr(start, nl - start + 1);
+      if (s.types.count(events::TypeOf(line))) s.pending.append(line);
+      start = nl + 1;
+    }
+  }
+  Drain(s);
+}
+
+int Logger::SubscriberMs() const {
+  for (const auto& s : subscribers_)
+    if (!s.dropped && !s.pending.empty()) return 50;
+  return -1;
+}
+
+void Logger::RetrySubscribers() {
+  for (auto& s : subscribers_) Drain(s);
+  if (!warnings_.empty()) {
+    // A subscriber dropped with no input to carry the news: now.
+    batch_.append(warnings_);
+    warnings_.clear();
+    Flush();
+  }
+}
+
 bool Logger::Flush() {
   if (failed_) return false;
+  if (!warnings_.empty()) {
+    batch_.append(warnings_);
+    warnings_.clear();
+  }
   if (batch_.empty()) return true;
   if (fd_ < 0 && !o_.output.empty() && !Open("")) {
     failed_ = true;
@@ -209,6 +339,17 @@ bool Logger::Flush() {
     sync_after_flush_ = false;
   } else {
     return true;  // no run id yet: keep the lines until the file opens
+  }
+  for (auto& s : subscribers_) Feed(s, batch_);
+  if (!warnings_.empty()) {
+    // Dropped just now: the log says so with this batch.
+    if (!WriteLog(warnings_, 0)) {
+      error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
+      failed_ = true;
+      return false;
+    }
+    batch_.append(warnings_);
+    warnings_.clear();
   }
   if (o_.forward && !forward_failed_ &&
       !events::WriteAll(STDOUT_FILENO, batch_)) {

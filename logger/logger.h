@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -13,6 +15,8 @@ struct Options {
   std::string dir = ".weft";   // where runs/ and latest live
   bool forward = true;         // copy the stream to stdout
   bool zstd = false;           // compress: <run-id>.jsonl.zst
+  // Subscribers: "PATH[:TYPE,…]" (a named pipe) and "N[:TYPE,…]" (an fd).
+  std::vector<std::string> fifos, fds;
   bool sync = false;           // fdatasync after every batch, not only run.end
 };
 
@@ -38,6 +42,13 @@ class Logger {
   int PendingMs() const;
   bool Tick();
 
+  // Opens the subscribers (a FIFO without a reader yet is opened later).
+  // false with error() on a bad spec.
+  bool StartSubscribers();
+  // Subscribers still to be written to: milliseconds until the next try.
+  int SubscriberMs() const;
+  void RetrySubscribers();
+
   const std::string& error() const { return error_; }
   bool forward_failed() const { return forward_failed_; }
   const std::string& path() const { return path_; }
@@ -48,6 +59,24 @@ class Logger {
   // Writes "data" to the log (compressed with --zstd; "mode" is the zstd
   // end directive: continue, flush the block, or end the frame).
   bool WriteLog(std::string_view data, int mode);
+
+  // A reader of a copy of the stream, of the types it asked for. Never
+  // allowed to slow the log: written without blocking, its backlog
+  // bounded; past the bound, or when it is gone, it is dropped and the
+  // stream says so in a warning event.
+  struct Subscriber {
+    std::string name;           // as given, for messages
+    std::string path;           // a FIFO; empty for an fd
+    int fd = -1;
+    std::set<std::string, std::less<>> types;  // empty: all
+    std::string pending;
+    bool dropped = false;
+  };
+  void Feed(Subscriber& s, std::string_view batch);
+  void Drain(Subscriber& s);
+  void Drop(Subscriber& s, const std::string& why);
+  std::vector<Subscriber> subscribers_;
+  std::string warnings_;  // warning events to add to the stream
 
   Options o_;
   std::string batch_;

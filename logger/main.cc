@@ -27,6 +27,15 @@ int main(int argc, char** argv) {
   app.add_flag("--zstd", o.zstd,
                "Compress the log (.jsonl.zst); what came is in the file within "
                "a second, and weft replay and every renderer read it");
+  app.add_option("--fifo", o.fifos,
+                 "Also feed the named pipe PATH, only the event types listed "
+                 "(PATH[:TYPE,TYPE…]; default: all); a reader that falls 8 MiB "
+                 "behind or goes away is dropped with a warning event (repeatable)")
+      ->type_name("PATH[:TYPES]")->allow_extra_args(false);
+  app.add_option("--fd", o.fds,
+                 "The same for an inherited file descriptor N (N[:TYPE,TYPE…]) "
+                 "(repeatable)")
+      ->type_name("N[:TYPES]")->allow_extra_args(false);
   app.add_flag("--sync", o.sync,
                "fdatasync the log after every batch of lines (default: at run.end)");
   app.footer("Exit codes: 0 the stream was logged, 3 a write failed (disk "
@@ -37,6 +46,10 @@ int main(int argc, char** argv) {
 
   weft::events::InstallStopCounter();
   weft::logger::Logger logger(o);
+  if (!logger.StartSubscribers()) {
+    weft::Error(kProg, logger.error());
+    return weft::kExitUsage;
+  }
   weft::events::LineReader reader;
   bool failed = false;
   weft::events::PumpHandlers h;
@@ -49,9 +62,13 @@ int main(int argc, char** argv) {
       _exit(weft::kExitHarness);
     }
   };
-  if (o.zstd) {
-    h.timeout_ms = [&] { return logger.PendingMs(); };
+  h.timeout_ms = [&] {
+    int a = logger.PendingMs(), b = logger.SubscriberMs();
+    return a < 0 ? b : b < 0 ? a : std::min(a, b);
+  };
+  {
     h.tick = [&] {
+      logger.RetrySubscribers();
       if (!failed && !logger.Tick()) {
         failed = true;
         weft::Error(kProg, logger.error());

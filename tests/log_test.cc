@@ -189,3 +189,64 @@ TEST_CASE("weft merge: shards' logs become one run that renderers and the histor
   CHECK(missing.code == 2);
   CHECK(missing.err == "weft: error: cannot open nope.jsonl: No such file or directory\n");
 }
+
+namespace {
+// A stream of N output events of one run, then its run.end.
+std::string Stream(int n) {
+  std::string s =
+      "{\"type\":\"hello\",\"run\":\"R1\",\"seq\":0,\"ts\":1,\"schema\":\"1.0\",\"producer\":\"t\",\"version\":\"0\"}\n"
+      "{\"type\":\"run.start\",\"run\":\"R1\",\"seq\":1,\"ts\":1,\"jobs\":1,\"slots\":1}\n";
+  for (int i = 0; i < n; ++i)
+    s += "{\"type\":\"output\",\"run\":\"R1\",\"job\":1,\"seq\":" + std::to_string(i) +
+         ",\"ts\":2,\"stream\":\"stdout\",\"text\":\"" + std::string(100, 'x') + "\"}\n";
+  s += "{\"type\":\"job.end\",\"run\":\"R1\",\"job\":1,\"seq\":9,\"ts\":3,\"name\":\"t\",\"verdict\":\"pass\",\"reasons\":[]}\n"
+       "{\"type\":\"run.end\",\"run\":\"R1\",\"seq\":2,\"ts\":4}\n";
+  return s;
+}
+}  // namespace
+
+TEST_CASE("weft-logger fans the stream out to subscribers, each only the types it asked for") {
+  TempDir d;
+  REQUIRE(Run({"/usr/bin/mkfifo", d.path() + "/ends"}).code == 0);
+  RunOptions reader_o;
+  Child reader({"/bin/sh", "-c", "cat " + d.path() + "/ends > " + d.path() + "/ends.out"}, reader_o);
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = Stream(100);
+  Result r = Run({Bin("weft-logger"), "-q", "--fifo", d.path() + "/ends:job.end,run.end"}, o);
+  CHECK(r.code == 0);
+  CHECK(r.err == "");
+  reader.Wait();
+  auto got = Lines(d.Read("ends.out"));
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].rfind("{\"type\":\"job.end\"", 0) == 0);
+  CHECK(got[1].rfind("{\"type\":\"run.end\"", 0) == 0);
+  // Not a FIFO: a usage error naming it.
+  Result bad = Run({Bin("weft-logger"), "-q", "--fifo", d.path() + "/nope"}, o);
+  CHECK(bad.code == 2);
+  CHECK(bad.err == "weft-logger: error: --fifo " + d.path() +
+                       "/nope: not a named pipe (make one with mkfifo)\n");
+}
+
+TEST_CASE("a subscriber that stops reading is dropped with a warning; the log is whole") {
+  TempDir d;
+  REQUIRE(Run({"/usr/bin/mkfifo", d.path() + "/slow"}).code == 0);
+  RunOptions reader_o;
+  // Opens the pipe to read, never reads.
+  Child stuck({"/bin/sh", "-c", "exec 3<" + d.path() + "/slow; sleep 60"}, reader_o);
+  usleep(200 * 1000);
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = Stream(120000);  // about 19 MB: more than the 8 MiB it may lag
+  Result r = Run({Bin("weft-logger"), "-q", "--fifo", d.path() + "/slow"}, o);
+  CHECK(r.code == 0);
+  CHECK(Has(r.err, "weft-logger: warning: subscriber " + d.path() +
+                       "/slow dropped: it fell more than 8 MiB behind\n"));
+  std::string log = d.Read(".weft/runs/R1.jsonl");
+  CHECK(Has(log, "{\"type\":\"warning\",\"run\":\"R1\","));
+  CHECK(Has(log, "\"message\":\"subscriber " + d.path() + "/slow dropped: it fell more than 8 MiB behind\"}"));
+  CHECK(Lines(log).size() == 120000 + 4 + 1);
+  CHECK(Has(log, "{\"type\":\"run.end\""));
+  kill(stuck.pid(), SIGKILL);
+  stuck.Wait();
+}

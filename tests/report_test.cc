@@ -138,7 +138,7 @@ TEST_CASE("weft-render-github: annotations at the failing lines, and per failed 
   REQUIRE(gh.code == 0);
   CHECK(Has(gh.out, "::error file=lib/x.pm,line=42,title=t/fail.sh::not ok 2 - compare "
                     "<script>alert(1)</script>%0A  ---%0A"));
-  CHECK(Has(gh.out, "::error file=src/a.c,line=7,title=t/native.sh::not ok 0 - native\n"));
+  CHECK(Has(gh.out, "::error file=src/a.c,line=7,title=t/native.sh::not ok - native\n"));
   CHECK(Has(gh.out, "::error title=t/crash.sh failed::killed by SIGSEGV\n"));
   CHECK(!Has(gh.out, "t/pass.sh"));
 }

@@ -380,6 +380,10 @@ TEST_CASE("each executable's page in docs/ shows its --help exactly") {
       {{Bin("weft-overlord"), "--help"}, "weft-overlord.md"},
       {{Bin("weft-logger"), "--help"}, "weft-logger.md"},
       {{Bin("weft-render-term"), "--help"}, "weft-render-term.md"},
+      {{Bin("weft-render-json"), "--help"}, "weft-render-json.md"},
+      {{Bin("weft-render-tap"), "--help"}, "weft-render-tap.md"},
+      {{Bin("weft-render-junit"), "--help"}, "weft-render-junit.md"},
+      {{Bin("weft-render-github"), "--help"}, "weft-render-github.md"},
   };
   for (const auto& p : pages) {
     CAPTURE(p.argv[1]);

@@ -199,7 +199,9 @@ void Model::Line(std::string_view line) {
       if (diag.size() < kDiagLines) diag.push_back(text);
     }
     if (type == "output" || type == "comment") {
-      if (job.output_bytes + text.size() <= kOutputBytes) {
+      // The first kOutputBytes; from the first line that does not fit on,
+      // nothing more (the rest is in the log).
+      if (job.output_dropped == 0 && job.output_bytes + text.size() <= kOutputBytes) {
         job.output_bytes += text.size() + 1;
         job.output.push_back({is_stderr, std::move(text)});
       } else {

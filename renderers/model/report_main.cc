@@ -36,7 +36,8 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
   events::PumpHandlers h;
   h.line = [&](std::string_view line) { model.Line(line); };
   std::string err;
-  auto end = events::ReadInput(in, reader, h, [&] { return model.ended(); }, &err);
+  auto end = events::ReadInput(
+      in, reader, h, [&] { return model.ended() || !model.fatal().empty(); }, &err);
   if (!model.fatal().empty()) {
     Error(spec.name, model.fatal());
     return kExitUsage;

@@ -90,6 +90,15 @@ std::string GhProperty(std::string_view s) {
   return out;
 }
 
+// "not ok 3 - description", or "not ok - description" for a native
+// assertion without a number.
+std::string TestPoint(const Assertion& a) {
+  std::string s = a.ok ? "ok" : "not ok";
+  if (a.number > 0) s += fmt::format(" {}", a.number);
+  if (!a.description.empty()) s += " - " + a.description;
+  return s;
+}
+
 }  // namespace
 
 std::string XmlEscape(std::string_view text) {
@@ -362,7 +371,7 @@ std::string JunitReport(const Model& m, bool per_assertion) {
     std::string text = Joined(job.reasons, "\n");
     for (const auto& a : job.asserts)
       if (!a.ok && a.directive != "todo" && a.depth == 0) {
-        text += fmt::format("\nnot ok {} - {}", a.number, a.description);
+        text += "\n" + TestPoint(a);
         for (const auto& d : a.diag) text += "\n    " + d;
       }
     return text;
@@ -447,7 +456,10 @@ std::string JunitReport(const Model& m, bool per_assertion) {
         // ran, it failed for other reasons (exit status, plan, timeout…),
         // it was skipped whole, or it needed more than one attempt.
         std::vector<std::string> other = OtherReasons(job);
-        bool fail = job.verdict == "fail" && (!other.empty() || job.failed == 0);
+        // (A retried job that failed in the end says so here too, beside
+        // its earlier attempts.)
+        bool fail = job.verdict == "fail" &&
+                    (!other.empty() || job.failed == 0 || !job.failed_attempts.empty());
         if (!job.ended || fail || suite.tests == 0 || !job.failed_attempts.empty() ||
             job.verdict == "skip") {
           ++suite.tests;
@@ -500,23 +512,38 @@ std::string GithubReport(const Model& m) {
   std::string out;
   for (const Run& run : m.runs()) {
     for (const auto& [id, job] : run.jobs) {
-      if (!job.ended) continue;
+      if (!job.ended) {
+        if (job.started)
+          out += fmt::format("::error title={}::{}\n", GhProperty(job.name + " did not finish"),
+                             GhData("the log ends before this test did"));
+        continue;
+      }
       if (job.flaky)
         out += fmt::format("::warning title={}::{}\n", GhProperty(job.name + " is flaky"),
                            GhData(fmt::format("failed, then passed on attempt {}", job.attempt)));
       if (job.verdict != "fail") continue;
-      bool located = false;
+      // Each failing assertion that says where it is, at its line; the
+      // rest, with the job's other reasons, on the job.
+      std::vector<std::string> unlocated;
       for (const auto& a : job.asserts) {
-        if (a.ok || a.directive == "todo" || a.file.empty()) continue;
-        located = true;
-        std::string message = fmt::format("not ok {} - {}", a.number, a.description);
+        if (a.ok || a.directive == "todo") continue;
+        std::string message = TestPoint(a);
         for (const auto& d : a.diag) message += "\n" + d;
+        if (a.file.empty()) {
+          if (a.depth == 0) unlocated.push_back(TestPoint(a));
+          continue;
+        }
         out += fmt::format("::error file={},line={},title={}::{}\n", GhProperty(a.file), a.line,
                            GhProperty(job.name), GhData(message));
       }
-      if (!located || !OtherReasons(job).empty())
+      std::vector<std::string> other = OtherReasons(job);
+      bool located_all = unlocated.empty() && job.failed > 0;
+      if (!located_all || !other.empty()) {
+        std::vector<std::string> lines = located_all ? other : job.reasons;
+        for (const auto& u : unlocated) lines.push_back(u);
         out += fmt::format("::error title={}::{}\n", GhProperty(job.name + " failed"),
-                           GhData(Joined(job.reasons, "\n")));
+                           GhData(Joined(lines, "\n")));
+      }
     }
   }
   return out;

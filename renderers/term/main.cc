@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
     };
   }
   std::string err;
-  auto end = weft::events::ReadInput(in, reader, h, [&] { return r.ended(); }, &err);
+  auto end = weft::events::ReadInput(
+      in, reader, h, [&] { return r.ended() || !r.fatal().empty(); }, &err);
   if (!r.fatal().empty()) {
     flush();
     weft::Error(kProg, r.fatal());

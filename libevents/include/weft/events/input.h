@@ -17,7 +17,7 @@ struct InputOptions {
 
 // Reads every line of the input into "h" (see Pump). With follow, EOF of a
 // regular file waits (inotify, no busy loop) for the file to grow, until
-// "done" returns true (a renderer: after run.end) or a third stop signal;
+// "done" returns true (a renderer: after run.end) or a stop signal comes;
 // a partial last line is held until its '\n' arrives. Returns kEof at the
 // end, kReadError with *err (naming the file) when it cannot be read.
 PumpEnd ReadInput(const InputOptions& in, LineReader& reader,

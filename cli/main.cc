@@ -4,6 +4,7 @@
 #include <weft/events/event.h>
 #include <weft/events/input.h>
 #include <weft/events/writer.h>
+#include <rapidjson/stringbuffer.h>
 
 #include <optional>
 #include <set>
@@ -14,6 +15,7 @@
 
 #include "chain.h"
 #include "merge.h"
+#include "scoreboard.h"
 #include "history.h"
 #include "runner_options.h"
 
@@ -152,6 +154,75 @@ int HistoryRebuild() {
              ".weft/history.sqlite\n",
              history.runs(), history.runs() == 1 ? "" : "s", history.results(),
              history.results() == 1 ? "" : "s");
+  return 0;
+}
+
+// weft status: one line per run going on here (on this machine), from
+// the overlords' scoreboards.
+int Status(bool json) {
+  std::vector<std::string> stale;
+  auto runs = weft::scoreboard::ReadAll(&stale);
+  int64_t now = weft::events::NowMicros();
+  std::string out;
+  if (json) {
+    rapidjson::StringBuffer buf;
+    weft::events::JsonWriter w(buf);
+    w.StartArray();
+    for (const auto& r : runs) {
+      w.StartObject();
+      weft::events::Key(w, "run");
+      weft::events::String(w, r.run);
+      weft::events::Key(w, "host");
+      weft::events::String(w, r.host);
+      weft::events::Key(w, "cwd");
+      weft::events::String(w, r.cwd);
+      weft::events::Key(w, "pid");
+      w.Int(r.pid);
+      weft::events::Key(w, "elapsed_us");
+      w.Int64(now - r.start_us);
+      for (auto [k, v] : {std::pair{"planned", r.planned}, {"P", r.P}, {"F", r.F}, {"A", r.A},
+                          {"R", r.R}, {"T", r.T}, {"flaky", r.flaky}, {"cancelled", r.cancelled},
+                          {"timed_out", r.timed_out}}) {
+        weft::events::Key(w, k);
+        w.Int64(v);
+      }
+      weft::events::Key(w, "running");
+      w.StartArray();
+      for (const auto& j : r.running) {
+        w.StartObject();
+        weft::events::Key(w, "job");
+        w.Int64(j.job);
+        weft::events::Key(w, "name");
+        weft::events::String(w, j.name);
+        weft::events::Key(w, "elapsed_us");
+        w.Int64(now - j.start_us);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndArray();
+    out = std::string(buf.GetString()) + "\n";
+  } else if (runs.empty()) {
+    out = "no weft run is going on\n";
+  } else {
+    for (const auto& r : runs) {
+      int64_t done = r.P + r.F;
+      std::string running;
+      for (size_t i = 0; i < r.running.size() && i < 3; ++i)
+        running += fmt::format("{}{} ({}s)", i ? ", " : "", r.running[i].name,
+                               (now - r.running[i].start_us) / 1000000);
+      if (r.running_total > 3) running += fmt::format(" and {} more", r.running_total - 3);
+      out += fmt::format("{}  {}/{} done, {} failed, {} running, {} to do{}  {}s  {}{}\n", r.run,
+                         done, r.planned, r.F, r.A, r.T + r.R,
+                         r.flaky ? fmt::format(", {} flaky", r.flaky) : "",
+                         (now - r.start_us) / 1000000, r.cwd,
+                         running.empty() ? "" : "  running: " + running);
+    }
+  }
+  for (const auto& s : stale)
+    weft::Warning(kProg, fmt::format("removed /dev/shm/{}: its run's weft-overlord is gone", s));
+  fmt::print("{}", out);
   return 0;
 }
 
@@ -378,6 +449,12 @@ int main(int argc, char** argv) {
                  "1 fail, 3 harness failure, 4 no tests, 130 interrupted); 2 when "
                  "the log cannot be read.");
 
+  bool status_json = false;
+  CLI::App* status = app.add_subcommand(
+      "status", "Show the runs going on on this machine, from their live scoreboards");
+  status->add_flag("--json", status_json, "One JSON array, an object per run");
+  status->footer("Exit codes: 0.");
+
   std::vector<std::string> merge_logs;
   std::string merge_output;
   CLI::App* merge = app.add_subcommand(
@@ -389,6 +466,7 @@ int main(int argc, char** argv) {
                 "output cannot be written.");
 
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  if (status->parsed()) return Status(status_json);
   if (merge->parsed()) {
     std::vector<std::string> args(argv, argv + argc);
     return weft::cli::Merge(merge_logs, merge_output, args);

@@ -18,6 +18,10 @@ int main(int argc, char** argv) {
       "line through unchanged, and adds `counts` events (at most ~10/s) and "
       "a final `summary`. Exits with the run's code.",
       kProg};
+  bool no_scoreboard = false;
+  app.add_flag("--no-scoreboard", no_scoreboard,
+               "Keep no live scoreboard in shared memory (/dev/shm/weft-<run-id>, "
+               "read by weft status)");
   app.footer("Exit codes: 0 all passed, 1 a test failed, 2 unreadable stream "
              "(unknown schema), 3 harness failure (a chain process died, a "
              "write failed), 4 no test ran, 130 interrupted.\n"
@@ -26,7 +30,7 @@ int main(int argc, char** argv) {
 
   weft::events::InstallStopCounter();
   weft::events::EventWriter out("", -1);
-  weft::overlord::Overlord overlord(&out);
+  weft::overlord::Overlord overlord(&out, !no_scoreboard);
   weft::events::LineReader reader;
   bool write_failed = false;
   auto flush = [&] {

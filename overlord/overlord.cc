@@ -16,6 +16,14 @@ constexpr int64_t kCountsIntervalUs = 100 * 1000;  // at most ~10 per second
 constexpr size_t kSlowest = 5;
 }  // namespace
 
+Overlord::~Overlord() = default;
+
+void Overlord::BoardCounts(int64_t now_us) {
+  if (board_)
+    board_->Counts(planned_, counts_.P, counts_.F, counts_.A, counts_.R, counts_.T,
+                   jobs_flaky_, jobs_cancelled_, jobs_timed_out_, now_us);
+}
+
 void Overlord::OverlordError(std::string_view message) {
   ++harness_errors_;
   JsonWriter& w = out_->Begin("error");
@@ -33,7 +41,8 @@ void Overlord::Reset() {
   counts_dirty_ = false;
   active_.clear();
   jobs_passed_ = jobs_failed_ = jobs_skipped_ = 0;
-  attempts_retried_ = jobs_flaky_ = jobs_cancelled_ = 0;
+  attempts_retried_ = jobs_flaky_ = jobs_cancelled_ = jobs_timed_out_ = 0;
+  board_.reset();
   flaky_fails_ = false;
   flaky_.clear();
   retry_pending_.clear();
@@ -84,6 +93,13 @@ void Overlord::Line(std::string_view line) {
       planned_ = fields_.Int("jobs").value_or(0);
       run_start_ts_ = fields_.Int("ts").value_or(0);
       flaky_fails_ = fields_.Bool("flaky_fails").value_or(false);
+      if (scoreboard_) {
+        std::string err;
+        board_ = scoreboard::Board::Create(
+            fields_.Str("run").value_or(""), fields_.Str("host").value_or(""),
+            fields_.Str("cwd").value_or(""), run_start_ts_, &err);
+        if (!board_) OverlordError(err);
+      }
     }
     counts_.T = planned_;
     counts_dirty_ = true;
@@ -103,6 +119,7 @@ void Overlord::Line(std::string_view line) {
     Summary(ts, interrupted, runner_error, false);
     out_->AppendRaw(line);
     in_run_ = false;
+    board_.reset();  // the run is over: its scoreboard goes
     return;
   }
 
@@ -111,6 +128,7 @@ void Overlord::Line(std::string_view line) {
     if (fields_.Load(event)) {
       int64_t job = fields_.Int("job").value_or(-1);
       active_[job] = fields_.Int("ts").value_or(0);
+      if (board_) board_->JobStarted(job, fields_.Str("name").value_or("?"), active_[job]);
       if (fields_.Int("attempt").value_or(1) > 1) {
         retry_pending_.erase(job);
         if (counts_.R > 0) --counts_.R;  // the retry it was waiting for
@@ -119,6 +137,7 @@ void Overlord::Line(std::string_view line) {
       }
       ++counts_.A;
       counts_dirty_ = true;
+      BoardCounts(active_[job]);
     }
   } else if (type == "job.end") {
     if (!fields_.Load(event)) return;
@@ -128,6 +147,7 @@ void Overlord::Line(std::string_view line) {
     bool pass = verdict == "pass", skip = verdict == "skip";
     if (auto name = fields_.Str("name")) f.name = std::string(*name);
     f.duration_us = fields_.Int("duration_us").value_or(0);
+    if (board_) board_->JobEnded(f.job);
     if (fields_.Bool("retry").value_or(false)) {
       // Not the job's last word: it runs again. Its assertions are in the
       // log; the run's counts take the last attempt's.
@@ -140,6 +160,7 @@ void Overlord::Line(std::string_view line) {
       return;
     }
     bool flaky = (pass || skip) && fields_.Bool("flaky").value_or(false);
+    if (fields_.Bool("timed_out").value_or(false)) ++jobs_timed_out_;
     asserts_total_ += fields_.Int("counts", "run").value_or(0);
     asserts_passed_ += fields_.Int("counts", "passed").value_or(0);
     asserts_failed_ += fields_.Int("counts", "failed").value_or(0);
@@ -167,6 +188,7 @@ void Overlord::Line(std::string_view line) {
       failed_.push_back(f);
     }
     counts_dirty_ = true;
+    BoardCounts(events::NowMicros());
     finished_.push_back(std::move(f));
   } else if (type == "error") {
     ++harness_errors_;
@@ -206,6 +228,7 @@ void Overlord::MaybeCounts(int64_t now_us, bool force) {
   if (counts_ == last_sent_ && last_counts_us_ != 0) return;
   last_counts_us_ = now_us;
   last_sent_ = counts_;
+  BoardCounts(now_us);
   JsonWriter& w = out_->Begin("counts", now_us);
   Key(w, "P");
   w.Int64(counts_.P);
@@ -279,6 +302,8 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   w.Int64(jobs_flaky_);
   Key(w, "retried");
   w.Int64(attempts_retried_);
+  Key(w, "timed_out");
+  w.Int64(jobs_timed_out_);
   w.EndObject();
   Key(w, "assertions");
   w.StartObject();

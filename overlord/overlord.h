@@ -4,6 +4,10 @@
 #include <weft/events/event.h>
 #include <weft/events/writer.h>
 
+#include <memory>
+
+#include "scoreboard.h"
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -32,7 +36,11 @@ struct FinishedJob {
 class Overlord {
  public:
   // "*out" must outlive this Overlord.
-  explicit Overlord(events::EventWriter* out) : out_(out) {}
+  // "scoreboard": keep each run's live scoreboard in shared memory (see
+  // scoreboard.h) for `weft status`.
+  explicit Overlord(events::EventWriter* out, bool scoreboard = false)
+      : out_(out), scoreboard_(scoreboard) {}
+  ~Overlord();
   Overlord(const Overlord&) = delete;
   Overlord& operator=(const Overlord&) = delete;
 
@@ -72,7 +80,11 @@ class Overlord {
   int64_t jobs_passed_ = 0, jobs_failed_ = 0, jobs_skipped_ = 0;
   // Retries: failed attempts that were rerun; jobs that failed, then
   // passed (FLAKY); cancelled before they started (a bail out).
-  int64_t attempts_retried_ = 0, jobs_flaky_ = 0, jobs_cancelled_ = 0;
+  int64_t attempts_retried_ = 0, jobs_flaky_ = 0, jobs_cancelled_ = 0,
+          jobs_timed_out_ = 0;
+  bool scoreboard_ = false;
+  std::unique_ptr<scoreboard::Board> board_;
+  void BoardCounts(int64_t now_us);
   bool flaky_fails_ = false;
   std::vector<FinishedJob> flaky_;
   // Failed attempts whose retry has not started: if the run ends first

@@ -104,7 +104,7 @@ TEST_CASE("a skipped file counts as passed for the run") {
   Harness h;
   std::string out = h.Feed(kHello + Start(1) + JobStart(1) + JobEnd(1, "skip") + kEnd);
   CHECK(h.o.exit_code() == 0);
-  CHECK(out.find(R"("jobs":{"planned":1,"passed":0,"failed":0,"skipped":1,"cancelled":0,"unfinished":0,"flaky":0,"retried":0})") !=
+  CHECK(out.find(R"("jobs":{"planned":1,"passed":0,"failed":0,"skipped":1,"cancelled":0,"unfinished":0,"flaky":0,"retried":0,"timed_out":0})") !=
         std::string::npos);
 }
 

@@ -250,3 +250,37 @@ TEST_CASE("a subscriber that stops reading is dropped with a warning; the log is
   kill(stuck.pid(), SIGKILL);
   stuck.Wait();
 }
+
+TEST_CASE("weft status reads the live scoreboard; a dead overlord's is cleaned away") {
+  TempDir d;
+  d.Write("t/slow.sh", "echo 1..1; echo ok 1; sleep 30; echo ok 2\n");
+  RunOptions o;
+  o.cwd = d.path();
+  o.new_group = true;
+  Child weft({Bin("weft"), "test", "t"}, o);
+  // Other tests may run beside this one: only our run's line counts.
+  std::string ours;
+  CHECK(WaitFor(20, [&] {
+    for (const auto& line : Lines(Run({Bin("weft"), "status"}).out))
+      if (Has(line, "  " + d.path() + "  running: t/slow.sh (")) ours = line;
+    return !ours.empty();
+  }));
+  CHECK(Has(ours, "  0/1 done, 0 failed, 1 running, 0 to do  "));
+  std::string json = Run({Bin("weft"), "status", "--json"}).out;
+  size_t at = json.find("\"cwd\":\"" + d.path() + "\"");
+  REQUIRE(at != std::string::npos);
+  size_t pid_at = json.find("\"pid\":", at) + 6;
+  int overlord = std::stoi(json.substr(pid_at));
+  std::string run = ours.substr(0, ours.find(' '));
+  CHECK(Has(json, R"("running":[{"job":1,"name":"t/slow.sh","elapsed_us":)"));
+  // The overlord dies without a word: its segment is found stale, removed.
+  kill(overlord, SIGKILL);
+  CHECK(WaitFor(10, [&] { return !Alive(overlord); }));
+  Result after = Run({Bin("weft"), "status"});
+  CHECK(Has(after.err, "weft: warning: removed /dev/shm/weft-" + run +
+                           ": its run's weft-overlord is gone\n"));
+  CHECK(!Has(after.out, d.path()));
+  CHECK(access(("/dev/shm/weft-" + run).c_str(), F_OK) != 0);
+  kill(-weft.pid(), SIGKILL);
+  weft.Wait();
+}

@@ -429,8 +429,8 @@ int main(int argc, char** argv) {
                      "A log file (.jsonl or .jsonl.zst), or - for stdin (default: "
                      ".weft/latest)");
   replay->add_option("--renderer", ro.renderer,
-                     "term (default), json, tap, junit or github: weft-render-NAME")
-      ->check(CLI::IsMember({"term", "json", "tap", "junit", "github"}));
+                     "term (default), json, tap, junit, github or html: weft-render-NAME")
+      ->check(CLI::IsMember({"term", "json", "tap", "junit", "github", "html"}));
   replay->add_flag("-v,--verbose", ro.verbose, "Show every job and assertion (term)");
   replay->add_option("--color", ro.color, "auto, always or never (term)")
       ->check(CLI::IsMember({"auto", "always", "never"}));

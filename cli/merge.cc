@@ -37,7 +37,9 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
   };
 
   // First pass: the runs' extent, for the merged run.start and run.end.
-  int64_t first_ts = -1, last_ts = 0, planned = 0;
+  int64_t first_ts = -1, last_ts = 0, planned = 0, slots = 0;
+  bool interrupted = false, harness_error = false;
+  std::string host, cwd;
   std::vector<std::string> sources;
   events::Fields f;
   for (const auto& log : logs) {
@@ -53,7 +55,15 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
       if (type == "run.start") {
         if (first_ts < 0 || ts < first_ts) first_ts = ts;
         planned += f.Int("jobs").value_or(0);
+        slots += f.Int("slots").value_or(0);
         sources.emplace_back(f.Str("run").value_or(""));
+        // The first run's place; shards on other hosts keep theirs in
+        // their own logs.
+        if (host.empty()) host = std::string(f.Str("host").value_or(""));
+        if (cwd.empty()) cwd = std::string(f.Str("cwd").value_or(""));
+      } else {
+        interrupted = interrupted || f.Bool("interrupted").value_or(false);
+        harness_error = harness_error || f.Bool("harness_error").value_or(false);
       }
       last_ts = std::max(last_ts, ts);
     };
@@ -63,6 +73,21 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
       return 2;
     }
   }
+  int fd = STDOUT_FILENO;
+  std::string tmp = output + ".tmp";
+  if (!output.empty()) {
+    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      Error(kProg, fmt::format("cannot write {}: {}", tmp, strerror(errno)));
+      return 3;
+    }
+  }
+  bool ok = true;
+  // What is merged goes out as it comes: memory stays small.
+  auto drain = [&](bool all) {
+    if (!ok || (!all && out.size() < (1u << 20))) return;
+    if (!out.Flush(fd)) ok = false;
+  };
   ours.Hello("weft merge");
   {
     events::JsonWriter& w = ours.Begin("run.start", first_ts < 0 ? events::NowMicros() : first_ts);
@@ -70,8 +95,12 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
     w.StartArray();
     for (const auto& a : argv) events::TextValue(w, a);
     w.EndArray();
+    events::WriteText(w, "cwd", cwd);
+    events::WriteText(w, "host", host);
     events::Key(w, "jobs");
     w.Int64(planned);
+    events::Key(w, "slots");
+    w.Int64(slots);
     events::Key(w, "merged");
     w.StartArray();
     for (const auto& s : sources) events::TextValue(w, s);
@@ -112,6 +141,7 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
       std::string text(buf.GetString(), buf.GetSize());
       text.push_back('\n');
       feed(text);
+      drain(false);
     };
     std::string err;
     events::ReadInput(in, reader, h, nullptr, &err);
@@ -124,9 +154,9 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
     events::Key(w, "cancelled");
     w.Int64(0);
     events::Key(w, "interrupted");
-    w.Bool(false);
+    w.Bool(interrupted);
     events::Key(w, "harness_error");
-    w.Bool(false);
+    w.Bool(harness_error);
     events::Key(w, "duration_us");
     w.Int64(first_ts >= 0 ? last_ts - first_ts : 0);
     ours.End();
@@ -134,16 +164,7 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
   feed(ours.batch());
   overlord.End();
 
-  int fd = STDOUT_FILENO;
-  std::string tmp = output + ".tmp";
-  if (!output.empty()) {
-    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      Error(kProg, fmt::format("cannot write {}: {}", tmp, strerror(errno)));
-      return 3;
-    }
-  }
-  bool ok = events::WriteAll(fd, out.batch());
+  drain(true);
   if (!output.empty()) {
     ok = ok && fsync(fd) == 0;
     ok = close(fd) == 0 && ok;

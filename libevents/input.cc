@@ -86,7 +86,13 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     ssize_t n = read(fd, head + have, sizeof head - have);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail(strerror(errno));
-    if (n == 0) break;
+    if (n == 0) {
+      // A followed log too new to tell (a compressed one shows nothing
+      // for up to a second): wait for its first bytes.
+      if (!in.follow || !regular || StopCount() >= 1) break;
+      usleep(50 * 1000);
+      continue;
+    }
     have += static_cast<size_t>(n);
   }
   std::unique_ptr<ZstdInput> zstd;

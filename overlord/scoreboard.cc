@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstring>
@@ -196,7 +197,9 @@ std::vector<Snapshot> ReadAll(std::vector<std::string>* stale) {
     }
     if (!read || copy.magic != kMagic || copy.version != kVersion) continue;
     // Its overlord gone (or the pid reused by another process): stale.
-    if (kill(copy.pid, 0) != 0 || StartTime(copy.pid) != copy.pid_start) {
+    // (EPERM: alive, another user's.)
+    bool alive = kill(copy.pid, 0) == 0 || errno == EPERM;
+    if (!alive || StartTime(copy.pid) != copy.pid_start) {
       bip::shared_memory_object::remove(name.c_str());
       if (stale) stale->push_back(name);
       continue;

@@ -240,7 +240,9 @@ std::set<std::string> History::FailedInLatestRun(std::string* run) {
   std::set<std::string> failed;
   run->clear();
   if (!db_) return failed;
-  Stmt latest(db_, "SELECT run FROM runs ORDER BY started_us DESC LIMIT 1");
+  // The latest log written (a merged log is the newest of its runs, though
+  // it starts with the earliest of them); by name within one second.
+  Stmt latest(db_, "SELECT run FROM logs WHERE run != '' ORDER BY mtime DESC, file DESC LIMIT 1");
   if (!latest || !latest.Step()) return failed;
   *run = latest.Text(0);
   Stmt q(db_, "SELECT name FROM results WHERE run=? AND retry=0 AND verdict='fail'");

@@ -284,3 +284,43 @@ TEST_CASE("weft status reads the live scoreboard; a dead overlord's is cleaned a
   kill(-weft.pid(), SIGKILL);
   weft.Wait();
 }
+
+TEST_CASE("following a compressed log that is still empty waits for its first bytes") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  REQUIRE(Run({Bin("weft"), "test", "--zstd"}, o).code == 0);
+  std::string whole = d.Read(".weft/runs/" + OnlyLog(d).substr(OnlyLog(d).rfind('/') + 1));
+  d.Write("later.jsonl.zst", "");
+  Child follower({Bin("weft-render-json"), "--follow", d.path() + "/later.jsonl.zst"}, RunOptions{});
+  usleep(300 * 1000);
+  d.Write("later.jsonl.zst", whole);
+  Result r = follower.Wait();
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, R"("verdict":"pass","exit":0,)"));
+  // A log that is not there: said once, plainly.
+  Result missing = Run({Bin("weft-render-term"), d.path() + "/nope.jsonl"});
+  CHECK(missing.code == 3);
+  CHECK(missing.err == "weft-render-term: error: cannot open " + d.path() +
+                           "/nope.jsonl: No such file or directory\n");
+}
+
+TEST_CASE("weft merge keeps an interrupted shard's interruption, and the host it ran on") {
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  REQUIRE(Run({Bin("weft"), "test", "-o", "s1.jsonl"}, o).code == 0);
+  // A shard whose run was stopped (its run.end says so).
+  std::string s2 = d.Read("s1.jsonl");
+  std::string from = "\"interrupted\":false";
+  size_t at = s2.rfind(from);
+  REQUIRE(at != std::string::npos);
+  s2.replace(at, from.size(), "\"interrupted\":true");
+  d.Write("s2.jsonl", s2);
+  Result merged = Run({Bin("weft"), "merge", "s1.jsonl", "s2.jsonl"}, o);
+  CHECK(merged.code == 0);
+  CHECK(Has(merged.out, R"("verdict":"interrupted","exit":130)"));
+  CHECK(Has(merged.out, R"(,"cwd":")" + d.path() + R"(","host":")"));
+}

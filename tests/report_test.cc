@@ -176,3 +176,38 @@ TEST_CASE("report renderers: an unknown schema is refused, a missing log is name
                        "/missing.jsonl: No such file or directory\n");
   }
 }
+
+TEST_CASE("weft-render-html: one self-contained page; test output is text, never markup") {
+  Suite s;
+  Result html = s.Render("weft-render-html", {"-o", s.d.path() + "/run.html"});
+  REQUIRE(html.code == 0);
+  std::string page = s.d.Read("run.html");
+  // Self-contained: nothing fetched from anywhere.
+  CHECK(!Has(page, "http://"));
+  CHECK(!Has(page, "https://"));
+  CHECK(!Has(page, "<link"));
+  // The tests' "<script>" and "<b>" are text; the page's own script is one.
+  CHECK(Has(page, "compare &lt;script&gt;alert(1)&lt;/script&gt;"));
+  CHECK(Has(page, "&lt;b&gt;bold&lt;/b&gt;"));
+  size_t scripts = 0;
+  for (size_t at = page.find("<script"); at != std::string::npos; at = page.find("<script", at + 1))
+    ++scripts;
+  CHECK(scripts == 1);
+  // What a browser makes of it: Debian's chromium, headless, reading the
+  // DOM after the page's script ran (sorting by duration, longest first).
+  Result dom = Run({"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--no-first-run", "--dump-dom",
+                    "file://" + s.d.path() + "/run.html?sort=duration-desc"});
+  REQUIRE(dom.code == 0);
+  CHECK(Has(dom.out, "<title>weft run "));
+  CHECK(Has(dom.out, ": FAIL</title>"));
+  CHECK(Has(dom.out, "data-sorted=\"duration-desc\""));
+  // Seven rows, and no element the tests' output would have made.
+  size_t rows = 0;
+  for (size_t at = dom.out.find("<tr><td"); at != std::string::npos; at = dom.out.find("<tr><td", at + 1))
+    ++rows;
+  CHECK(rows == 7);
+  CHECK(!Has(dom.out, "<b>bold</b>"));
+  CHECK(Has(dom.out, "<svg id=\"timeline\""));
+  CHECK(Has(dom.out, "2 passed, 4 failed, 1 skipped"));
+}

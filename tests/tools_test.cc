@@ -384,6 +384,9 @@ TEST_CASE("each executable's page in docs/ shows its --help exactly") {
       {{Bin("weft-render-tap"), "--help"}, "weft-render-tap.md"},
       {{Bin("weft-render-junit"), "--help"}, "weft-render-junit.md"},
       {{Bin("weft-render-github"), "--help"}, "weft-render-github.md"},
+      {{Bin("weft-render-html"), "--help"}, "weft-render-html.md"},
+      {{Bin("weft"), "status", "--help"}, "weft.md"},
+      {{Bin("weft"), "merge", "--help"}, "weft.md"},
   };
   for (const auto& p : pages) {
     CAPTURE(p.argv[1]);

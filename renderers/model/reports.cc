@@ -550,3 +550,186 @@ std::string GithubReport(const Model& m) {
 }
 
 }  // namespace weft::render
+
+namespace weft::render {
+
+namespace {
+
+const char* kHtmlStyle = R"css(
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
+code,pre{font:12px/1.35 ui-monospace,monospace}
+pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em;white-space:pre-wrap}
+.pass{color:#1a7f37}.fail{color:#cf222e}.skip,.cancelled{color:#9a6700}.flaky{color:#bc4c00}
+.verdict{font-weight:bold}.err{color:#953800}
+table{border-collapse:collapse}th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:left}
+th{cursor:pointer;user-select:none}th:after{content:" \2195";color:#aaa}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+details{margin:.5em 0}summary{cursor:pointer}
+svg text{font:11px sans-serif}
+)css";
+
+// Sorts the table by a column when its header is clicked, or at load by
+// "?sort=COLUMN" / "?sort=COLUMN-desc" (each th has data-key).
+const char* kHtmlScript = R"js(
+(function(){
+var t=document.getElementById('jobs-table');if(!t)return;
+var heads=t.tHead.rows[0].cells;
+function sortBy(i,desc){
+  var rows=Array.prototype.slice.call(t.tBodies[0].rows);
+  var num=heads[i].getAttribute('data-type')==='num';
+  rows.sort(function(a,b){
+    var x=a.cells[i].getAttribute('data-value'),y=b.cells[i].getAttribute('data-value');
+    var c=num?(parseFloat(x)-parseFloat(y)):x.localeCompare(y);
+    return desc?-c:c;});
+  rows.forEach(function(r){t.tBodies[0].appendChild(r);});
+  t.setAttribute('data-sorted',heads[i].getAttribute('data-key')+(desc?'-desc':''));
+}
+Array.prototype.forEach.call(heads,function(h,i){
+  h.addEventListener('click',function(){
+    var key=h.getAttribute('data-key');
+    sortBy(i,t.getAttribute('data-sorted')===key);});});
+var m=/[?&]sort=([a-z]+)(-desc)?/.exec(location.search);
+if(m)Array.prototype.forEach.call(heads,function(h,i){
+  if(h.getAttribute('data-key')===m[1])sortBy(i,!!m[2]);});
+})();
+)js";
+
+std::string VerdictOf(const Job& job) {
+  if (job.cancelled && !job.ended) return "cancelled";
+  if (!job.ended) return "unfinished";
+  return job.verdict;
+}
+
+}  // namespace
+
+std::string HtmlReport(const Model& m) {
+  std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  const Run* run = m.runs().empty() ? nullptr : &m.runs().back();
+  std::string verdict = run ? (run->summarised ? run->verdict : run->ended ? "unknown" : "incomplete")
+                            : "empty";
+  std::string upper = verdict;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  html += fmt::format("<title>weft run {}: {}</title>\n<style>{}</style>\n</head>\n<body>\n",
+                      XmlEscape(run ? run->id : ""), XmlEscape(upper), kHtmlStyle);
+  if (!run) {
+    html += "<h1>weft</h1>\n<p>The stream held no run.</p>\n</body>\n</html>\n";
+    return html;
+  }
+  std::string cls = verdict == "pass" ? "pass" : verdict == "fail" ? "fail" : "skip";
+  int64_t passed = 0, failed = 0, skipped = 0, flaky = 0, cancelled = 0;
+  for (const auto& [id, job] : run->jobs) {
+    std::string v = VerdictOf(job);
+    if (v == "pass") ++passed;
+    else if (v == "skip") ++skipped;
+    else if (v == "cancelled") ++cancelled;
+    else ++failed;
+    if (job.flaky) ++flaky;
+  }
+  int64_t wall = run->wall_us ? run->wall_us
+                              : (run->end_ts > run->start_ts ? run->end_ts - run->start_ts : 0);
+  html += fmt::format(
+      "<h1>weft run <code>{}</code> <span class=\"verdict {}\">{}</span></h1>\n"
+      "<p id=\"summary\">{} passed, {} failed, {} skipped{}{} &middot; {} jobs on {} "
+      "in <code>{}</code> &middot; started {} UTC &middot; wall time {}s{}</p>\n",
+      XmlEscape(run->id), cls, XmlEscape(upper), passed, failed, skipped,
+      flaky ? fmt::format(", <span class=\"flaky\">{} flaky</span>", flaky) : "",
+      cancelled ? fmt::format(", {} cancelled", cancelled) : "", run->jobs.size(),
+      XmlEscape(run->host), XmlEscape(run->cwd), Iso8601(run->start_ts), FormatSeconds(wall),
+      run->bailed.empty() ? "" : " &middot; <span class=\"fail\">bailed out: " + XmlEscape(run->bailed) + "</span>");
+
+  // Failures, each with what it said.
+  std::string failures;
+  for (const auto& [id, job] : run->jobs) {
+    std::string v = VerdictOf(job);
+    if (v != "fail" && v != "unfinished") continue;
+    failures += fmt::format("<details open id=\"job-{}\"><summary><b class=\"fail\">{}</b> &mdash; {}</summary>\n",
+                            id, XmlEscape(job.name),
+                            XmlEscape(v == "unfinished" ? "the log ends before this test did"
+                                                        : Joined(job.reasons, "; ")));
+    for (const auto& a : job.asserts) {
+      if (a.ok || a.directive == "todo") continue;
+      std::string text = TestPoint(a);
+      if (!a.file.empty()) text += fmt::format("  (at {} line {})", a.file, a.line);
+      for (const auto& d : a.diag) text += "\n    " + d;
+      failures += "<pre class=\"assertion\">" + XmlEscape(text) + "</pre>\n";
+    }
+    if (!job.output.empty()) {
+      std::string out;
+      for (const auto& line : job.output)
+        out += line.is_stderr ? "<span class=\"err\">" + XmlEscape(line.text) + "</span>\n"
+                              : XmlEscape(line.text) + "\n";
+      if (job.output_dropped)
+        out += XmlEscape(fmt::format("[{} more lines of output are in the log]\n", job.output_dropped));
+      failures += "<p>Output (stderr in brown):</p>\n<pre class=\"output\">" + out + "</pre>\n";
+    }
+    failures += "</details>\n";
+  }
+  if (!failures.empty()) html += "<h2>Failures</h2>\n" + failures;
+
+  // Every job, sortable.
+  html += "<h2>Jobs</h2>\n<table id=\"jobs-table\">\n<thead><tr>"
+          "<th data-key=\"job\" data-type=\"num\">#</th>"
+          "<th data-key=\"name\">Test</th>"
+          "<th data-key=\"verdict\">Verdict</th>"
+          "<th data-key=\"duration\" data-type=\"num\">Duration (s)</th>"
+          "<th data-key=\"assertions\" data-type=\"num\">Assertions</th>"
+          "<th data-key=\"attempts\" data-type=\"num\">Attempt</th>"
+          "</tr></thead>\n<tbody>\n";
+  for (const auto& [id, job] : run->jobs) {
+    std::string v = VerdictOf(job);
+    std::string shown = job.flaky ? "flaky" : v;
+    html += fmt::format(
+        "<tr><td class=\"num\" data-value=\"{}\">{}</td><td data-value=\"{}\">{}</td>"
+        "<td class=\"{}\" data-value=\"{}\">{}</td><td class=\"num\" data-value=\"{}\">{}</td>"
+        "<td class=\"num\" data-value=\"{}\">{}</td><td class=\"num\" data-value=\"{}\">{}</td></tr>\n",
+        id, id, XmlEscape(job.name),
+        v == "fail" || v == "unfinished" ? fmt::format("<a href=\"#job-{}\">{}</a>", id, XmlEscape(job.name))
+                                         : XmlEscape(job.name),
+        shown == "pass" ? "pass" : shown == "skip" || shown == "cancelled" ? "skip" : shown == "flaky" ? "flaky" : "fail",
+        shown, shown, job.duration_us, FormatSeconds(job.duration_us), job.run, job.run,
+        job.attempt, job.attempt);
+  }
+  html += "</tbody>\n</table>\n";
+
+  // The timeline: each job a bar, in the first slot free when it started.
+  std::vector<const Job*> started;
+  for (const auto& [id, job] : run->jobs)
+    if (job.started && job.start_ts > 0) started.push_back(&job);
+  std::sort(started.begin(), started.end(),
+            [](const Job* a, const Job* b) { return a->start_ts < b->start_ts; });
+  std::vector<int64_t> slot_end;
+  std::string bars;
+  // A log cut short has no wall time: its jobs' own ends bound it.
+  int64_t t0 = run->start_ts ? run->start_ts : (started.empty() ? 0 : started[0]->start_ts);
+  int64_t last = t0;
+  for (const Job* job : started)
+    last = std::max(last, job->start_ts + std::max<int64_t>(job->duration_us, 1));
+  if (wall <= 0) wall = last - t0;
+  int64_t span = std::max<int64_t>(std::max(wall, last - t0), 1);
+  for (const Job* job : started) {
+    int64_t end = job->ended ? job->start_ts + std::max<int64_t>(job->duration_us, 1) : t0 + span;
+    size_t slot = 0;
+    while (slot < slot_end.size() && slot_end[slot] > job->start_ts) ++slot;
+    if (slot == slot_end.size()) slot_end.push_back(0);
+    slot_end[slot] = end;
+    double x = 1000.0 * static_cast<double>(job->start_ts - t0) / static_cast<double>(span);
+    double w = std::max(1.0, 1000.0 * static_cast<double>(end - job->start_ts) / static_cast<double>(span));
+    std::string v = job->flaky ? "flaky" : VerdictOf(*job);
+    const char* fill = v == "pass" ? "#2da44e" : v == "skip" ? "#d4a72c" : v == "flaky" ? "#e16f24" : "#cf222e";
+    bars += fmt::format(
+        "<rect x=\"{:.1f}\" y=\"{}\" width=\"{:.1f}\" height=\"16\" fill=\"{}\"><title>{} ({}s, {})</title></rect>\n",
+        x, 20 * slot + 2, w, fill, XmlEscape(job->name), FormatSeconds(job->duration_us), v);
+  }
+  if (!bars.empty())
+    html += fmt::format(
+        "<h2>Timeline</h2>\n<p>{} slot{} over {}s; hover a bar for its test.</p>\n"
+        "<svg id=\"timeline\" viewBox=\"0 0 1000 {}\" width=\"100%\" preserveAspectRatio=\"none\" "
+        "style=\"height:{}px;background:#fafafa\">\n{}</svg>\n",
+        slot_end.size(), slot_end.size() == 1 ? "" : "s", FormatSeconds(wall),
+        20 * slot_end.size() + 4, 20 * slot_end.size() + 4, bars);
+  html += fmt::format("<script>{}</script>\n</body>\n</html>\n", kHtmlScript);
+  return html;
+}
+
+}  // namespace weft::render

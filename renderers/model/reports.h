@@ -26,6 +26,10 @@ std::string JunitReport(const Model& m, bool per_assertion);
 // weft-render-github: GitHub Actions workflow commands (::error …::).
 std::string GithubReport(const Model& m);
 
+// weft-render-html: one self-contained HTML page (no network): summary,
+// failures with their output, a sortable table of jobs, a timeline.
+std::string HtmlReport(const Model& m);
+
 // Escapes for XML text and attributes (also drops what XML 1.0 cannot
 // hold: control characters but tab and newlines).
 std::string XmlEscape(std::string_view text);

@@ -78,10 +78,15 @@ int main(int argc, char** argv) {
     weft::Error(kProg, r.fatal());
     return weft::kExitUsage;
   }
+  if (end == weft::events::PumpEnd::kReadError && r.decoded() == 0) {
+    // Nothing could be read at all: that is the whole story.
+    weft::Error(kProg, err);
+    return weft::kExitHarness;
+  }
   r.Finish();
   flush();
   if (end == weft::events::PumpEnd::kReadError) {
-    weft::Error(kProg, fmt::format("cannot read {}", err));
+    weft::Error(kProg, err);
     return weft::kExitHarness;
   }
   if (end == weft::events::PumpEnd::kInterrupted) return weft::kExitInterrupted;

@@ -557,6 +557,10 @@ void Auditor::OnCheck(uv_check_t* c) {
   // Only the held test point and what follows it: the hold timer sends it.
   bool waiting = self->held_end_ != kNone && self->held_start_ == 0;
   if (!self->writer_.empty() && !waiting) self->flush_timer_.Kick();
+  if (waiting && !uv_is_active(reinterpret_cast<uv_handle_t*>(&self->hold_timer_))) {
+    uint64_t held = uv_now(self->loop_) - self->held_since_ms_;
+    uv_timer_start(&self->hold_timer_, OnHold, held < kHoldMs ? kHoldMs - held : 0, 0);
+  }
 }
 
 void Auditor::OnHold(uv_timer_t* t) {

@@ -316,6 +316,10 @@ int Replay(const ReplayOptions& r) {
     return weft::kExitHarness;
   }
   pid_t pid = fork();
+  if (pid < 0) {
+    weft::Error(kProg, fmt::format("cannot start {}: {}", exe, strerror(errno)));
+    return weft::kExitHarness;
+  }
   if (pid == 0) {
     dup2(fds[0], STDIN_FILENO);
     std::vector<char*> argv;

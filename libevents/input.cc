@@ -32,9 +32,9 @@ class ZstdInput {
   // Feeds bytes already read; false with *err on corrupt data.
   bool Feed(const char* data, size_t n, LineReader& reader, std::string* err) {
     ZSTD_inBuffer in = {data, n, 0};
-    while (in.pos < in.size) {
+    for (;;) {
       size_t avail;
-      char* space = reader.Space(kChunk, &avail);
+      char* space = reader.Space(ZSTD_DStreamOutSize(), &avail);
       ZSTD_outBuffer out = {space, avail, 0};
       size_t rc = ZSTD_decompressStream(ctx_, &out, &in);
       if (ZSTD_isError(rc)) {
@@ -42,6 +42,9 @@ class ZstdInput {
         return false;
       }
       reader.Commit(out.pos);
+      // Done when the input is used up and the decoder had room to spare
+      // (a full output buffer may mean more is waiting inside it).
+      if (in.pos == in.size && out.pos < out.size) break;
     }
     return true;
   }

@@ -98,7 +98,14 @@ void Overlord::Line(std::string_view line) {
         board_ = scoreboard::Board::Create(
             fields_.Str("run").value_or(""), fields_.Str("host").value_or(""),
             fields_.Str("cwd").value_or(""), run_start_ts_, &err);
-        if (!board_) OverlordError(err);
+        if (!board_) {
+          // No live view; the run itself is not harmed.
+          JsonWriter& w = out_->Begin("warning");
+          Key(w, "source");
+          String(w, "weft-overlord");
+          WriteText(w, "message", err);
+          out_->End();
+        }
       }
     }
     counts_.T = planned_;

@@ -109,6 +109,7 @@ std::unique_ptr<Board> Board::Create(std::string_view run, std::string_view host
     impl->region = bip::mapped_region(impl->shm, bip::read_write);
   } catch (const bip::interprocess_exception& e) {
     *err = std::string("cannot make the scoreboard /dev/shm/") + impl->name + ": " + e.what();
+    bip::shared_memory_object::remove(impl->name.c_str());
     return nullptr;
   }
   Layout* b = new (impl->region.get_address()) Layout();

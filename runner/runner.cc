@@ -67,6 +67,7 @@ struct Job {
   bool via_server = false;   // forked by the auditor fork server
   std::string start_error;   // the server could not fork it
   bool retry = false;        // its job.end said it will be rerun
+  bool requeue = false;      // …and it will be (decided when its pipe ends)
 };
 
 class Runner {
@@ -359,7 +360,9 @@ void Runner::MaybeRelease(Job& job) {
   if (!job.exited || !job.pipe_closed || job.released) return;
   job.released = true;
   if (!job.spec.group.empty()) --group_running_[job.spec.group];
-  if (job.retry && !stopping_) {
+  if (job.requeue && stopping_) {
+    ++done_;  // the run stopped before its retry: its failure stands
+  } else if (job.requeue) {
     // Next in line, in the slot just freed.
     JobSpec again = job.spec;
     ++again.attempt;
@@ -377,7 +380,9 @@ void Runner::MaybeRelease(Job& job) {
 }
 
 void Runner::JobDone(Job& job) {
-  if (!job.retry || stopping_) ++done_;  // jobs, not attempts
+  // Decided once: a stop or bail after this leaves it as counted.
+  job.requeue = job.retry && !stopping_;
+  if (!job.requeue) ++done_;  // jobs, not attempts
   if (job.saw_end) return;
   // The auditor died without finishing the job: a harness failure, and the
   // job must not pass. Clean up after it: its test may still be running.

@@ -489,3 +489,25 @@ TEST_CASE("after-exit timeout: output held open by a process outside the test's 
   CHECK(r.out.find(R"("timed_out":true,"timeout":"after-exit")") != std::string::npos);
   kill(holder.pid(), SIGKILL);
 }
+
+TEST_CASE("a test point goes out within about 100 ms even when the test then goes quiet") {
+  // Each event line is stamped with the moment it came out of the
+  // auditor; the test prints "ok 1" and then sleeps for a second.
+  TempDir d;
+  d.Write("quiet.sh", "echo 1..2; sleep 0.2; echo 'ok 1 - early'; sleep 1; echo 'ok 2 - late'\n");
+  Result r = Run({"/bin/sh", "-c",
+                  Bin("weft-auditor") + " -- sh " + d.path() +
+                      "/quiet.sh | while IFS= read -r l; do echo \"$(date +%s%N) $l\"; done"});
+  long long started = 0, early = 0, late = 0;
+  for (const auto& line : Lines(r.out)) {
+    long long t = std::stoll(line.substr(0, line.find(' ')));
+    if (line.find("\"type\":\"job.start\"") != std::string::npos) started = t;
+    if (line.find("\"description\":\"early\"") != std::string::npos) early = t;
+    if (line.find("\"description\":\"late\"") != std::string::npos) late = t;
+  }
+  REQUIRE(started > 0);
+  REQUIRE(early > 0);
+  REQUIRE(late > 0);
+  // Out long before the test's next line (a second later), not with it.
+  CHECK(late - early > 500 * 1000000LL);
+}

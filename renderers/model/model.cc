@@ -37,7 +37,7 @@ std::string FormatSeconds(int64_t us) {
   return fmt::format("{}.{:03}", us / 1000000, (us / 1000) % 1000);
 }
 
-Model::Model() = default;
+Model::Model(bool passing_output) : passing_output_(passing_output) {}
 
 bool Model::Wants(std::string_view type) {
   return type == "run.start" || type == "run.end" || type == "run.bail" ||
@@ -149,6 +149,10 @@ void Model::Line(std::string_view line) {
     job.skipped = f_.Int("counts", "skipped").value_or(0);
     job.todo = f_.Int("counts", "todo").value_or(0);
     attach_.erase(id);
+    if (job.verdict != "fail" && !passing_output_) {
+      std::vector<OutputLine>().swap(job.output);
+      job.output_bytes = 0;
+    }
   } else if (type == "job.cancel") {
     job.cancelled = true;
     job.name = std::string(f_.Str("name").value_or(job.name));

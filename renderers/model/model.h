@@ -76,7 +76,9 @@ class Model {
   // Each job's output is kept up to this many bytes (the log has it all).
   static constexpr size_t kOutputBytes = 256 * 1024;
 
-  Model();
+  // "passing_output": keep the output of jobs that pass too (JUnit shows
+  // it); otherwise a job's output is let go when it ends well.
+  explicit Model(bool passing_output = false);
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -100,6 +102,7 @@ class Model {
   std::map<int64_t, int64_t> attach_;  // job -> index of the assert taking diag
   uint64_t decoded_ = 0;
   std::string fatal_;
+  bool passing_output_ = false;
 };
 
 // Renderer helpers.

@@ -31,7 +31,7 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
 
   events::InstallStopCounter();
-  Model model;
+  Model model(spec.passing_output);
   events::LineReader reader;
   events::PumpHandlers h;
   h.line = [&](std::string_view line) { model.Line(line); };
@@ -57,8 +57,9 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
   // Whole or not at all: a temporary file beside it, renamed over it.
   std::string tmp = output + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0 || !events::WriteAll(fd, report) || fsync(fd) != 0 || close(fd) != 0 ||
-      rename(tmp.c_str(), output.c_str()) != 0) {
+  bool ok = fd >= 0 && events::WriteAll(fd, report) && fsync(fd) == 0;
+  if (fd >= 0 && close(fd) != 0) ok = false;
+  if (!ok || rename(tmp.c_str(), output.c_str()) != 0) {
     Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
     unlink(tmp.c_str());
     return kExitHarness;

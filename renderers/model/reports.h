@@ -41,6 +41,7 @@ struct ReportSpec {
   // Adds the renderer's own options; may be empty.
   std::function<void(CLI::App& app)> options;
   std::function<std::string(const Model&)> write;
+  bool passing_output = false;  // the report shows passing jobs' output
 };
 
 // The whole program: options (a LOG to read, --follow, -o FILE), reading

@@ -269,6 +269,16 @@ class Auditor : public tap::Sink {
 
   bool Spawn();
   void StartJob();
+  // "attempt" and "attempts", when the job may be (or was) retried; true
+  // if it wrote them.
+  bool Attempt(JsonWriter& w) {
+    if (o_.attempts <= 1 && o_.attempt <= 1) return false;
+    Key(w, "attempt");
+    w.Int(o_.attempt);
+    Key(w, "attempts");
+    w.Int(std::max(o_.attempts, o_.attempt));
+    return true;
+  }
   void StopTest();
   void Kill(int sig) {
     if (pid_ > 0 && !reaped_group_) ::kill(-pid_, sig);
@@ -807,12 +817,7 @@ void Auditor::StartJob() {
     Key(w, "timeout_s");
     w.Double(o_.limits.timeout_s);
   }
-  if (o_.attempts > 1 || o_.attempt > 1) {
-    Key(w, "attempt");
-    w.Int(o_.attempt);
-    Key(w, "attempts");
-    w.Int(std::max(o_.attempts, o_.attempt));
-  }
+  Attempt(w);
   writer_.End();
 }
 
@@ -990,11 +995,7 @@ void Auditor::Finish() {
     w.EndArray();
   }
   if (!tmpdir_.empty() && tmpdir_kept_) WriteText(w, "tmpdir", tmpdir_);
-  if (o_.attempts > 1 || o_.attempt > 1) {
-    Key(w, "attempt");
-    w.Int(o_.attempt);
-    Key(w, "attempts");
-    w.Int(std::max(o_.attempts, o_.attempt));
+  if (Attempt(w)) {
     if (!verdict_pass_ && o_.attempt < o_.attempts && !interrupted_ &&
         !orphaned_ && !output_failed_ && !bail_stopped_ && !t.bailed &&
         !native_.bailed) {

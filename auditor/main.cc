@@ -26,13 +26,7 @@ int main(int argc, char** argv) {
                  "job.end that it will be retried")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--cwd", o.cwd, "Run the test in DIR (default: here)");
-  app.add_option("--env", o.env, "Set KEY=VALUE in the test's environment (repeatable)")
-      ->check([](const std::string& kv) {
-        return kv.find('=') == std::string::npos || kv[0] == '='
-                   ? std::string("must be KEY=VALUE")
-                   : std::string();
-      })
-      ->allow_extra_args(false);
+  weft::AddEnvOption(app, &o.env, "the test's");
   app.add_option("--lifeline-fd", o.lifeline_fd,
                  "An fd whose EOF means the runner is gone: stop the test and exit");
   bool serve = false;

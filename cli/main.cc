@@ -226,6 +226,17 @@ int Status(bool json) {
   return 0;
 }
 
+// Replaces this process with args[0] (a weft executable beside us); on
+// failure says why and returns the exit code to use.
+int Become(std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(argv[0], argv.data());
+  weft::Error(kProg, fmt::format("cannot run {}: {}", args[0], strerror(errno)));
+  return weft::kExitHarness;
+}
+
 // weft list: the runner's plan, as job specs. Becomes the runner.
 int List(CLI::App* cmd, const weft::runner::Options& o) {
   std::string exe = weft::SelfDir() + "/weft-runner";
@@ -233,12 +244,7 @@ int List(CLI::App* cmd, const weft::runner::Options& o) {
   for (auto& a : Forwarded(cmd)) args.push_back(std::move(a));
   args.push_back("--");
   for (const auto& p : o.paths) args.push_back(p);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  execv(exe.c_str(), argv.data());
-  weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
-  return weft::kExitHarness;
+  return Become(args);
 }
 
 struct ReplayOptions {
@@ -289,12 +295,7 @@ int Replay(const ReplayOptions& r) {
     // Nothing to do between the log and the renderer: become it.
     if (r.follow) args.push_back("--follow");
     args.push_back(path);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
-    return weft::kExitHarness;
+    return Become(args);
   }
   std::set<int64_t> failed;
   if (r.failed) {
@@ -322,12 +323,7 @@ int Replay(const ReplayOptions& r) {
   }
   if (pid == 0) {
     dup2(fds[0], STDIN_FILENO);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    weft::Error(kProg, fmt::format("cannot run {}: {}", exe, strerror(errno)));
-    _exit(weft::kExitHarness);
+    _exit(Become(args));
   }
   close(fds[0]);
   std::set<std::string, std::less<>> types(r.types.begin(), r.types.end());

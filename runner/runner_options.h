@@ -43,15 +43,7 @@ inline void AddRunnerOptions(CLI::App& app, Options* o) {
                  "Stop the run after N failed tests: queued ones are cancelled, "
                  "running ones stopped (default: 0, never)")
       ->check(CLI::Range(0, 1000000))->group(group);
-  app.add_option("--env", o->cli.env,
-                 "Set KEY=VALUE in every test's environment (repeatable)")
-      ->check([](const std::string& kv) {
-        return kv.find('=') == std::string::npos || kv[0] == '='
-                   ? std::string("must be KEY=VALUE")
-                   : std::string();
-      })
-      ->allow_extra_args(false)
-      ->group(group);
+  AddEnvOption(app, &o->cli.env, "every test's")->group(group);
   app.add_option("--include", o->include,
                  "Run only the tests whose names match GLOB (repeatable; "
                  "replaces weft.toml's include)")

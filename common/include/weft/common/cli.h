@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "limits.h"
 
@@ -44,6 +45,21 @@ inline int ParseArgs(CLI::App& app, int argc, char** argv) {
     return kExitUsage;
   }
   return -1;
+}
+
+// --env KEY=VALUE, repeatable, one value per use, for "what" ("the
+// test's", "every test's").
+inline CLI::Option* AddEnvOption(CLI::App& app, std::vector<std::string>* env,
+                                 const std::string& what) {
+  return app
+      .add_option("--env", *env,
+                  fmt::format("Set KEY=VALUE in {} environment (repeatable)", what))
+      ->check([](const std::string& kv) {
+        return kv.find('=') == std::string::npos || kv[0] == '='
+                   ? std::string("must be KEY=VALUE")
+                   : std::string();
+      })
+      ->allow_extra_args(false);
 }
 
 // The options of JobLimits (or of LimitFlags: the same, each given or

@@ -24,11 +24,15 @@ bool AnyMatch(const std::vector<std::string>& globs, const std::string& name) {
   return false;
 }
 
-void Apply(const Override& layer, JobSpec* job) {
+}  // namespace
+
+void ApplyLayer(const Override& layer, JobSpec* job) {
   layer.limits.ApplyTo(&job->limits);
   if (layer.retries) job->retries = *layer.retries;
   for (const auto& kv : layer.env) SetEnvEntry(&job->env, kv);
 }
+
+namespace {
 
 // FNV-1a, 64 bits: the same on every machine and every run.
 uint64_t Hash(uint64_t seed, std::string_view s) {
@@ -47,10 +51,10 @@ uint64_t Hash(uint64_t seed, std::string_view s) {
 }  // namespace
 
 void ApplyLayers(const Config& config, const Override& cli, JobSpec* job) {
-  Apply(config.top, job);
+  ApplyLayer(config.top, job);
   for (const auto& o : config.overrides)
-    if (AnyMatch(o.paths, job->name)) Apply(o, job);
-  Apply(cli, job);
+    if (AnyMatch(o.paths, job->name)) ApplyLayer(o, job);
+  ApplyLayer(cli, job);
   if (job->group.empty())
     for (const auto& g : config.groups)
       if (AnyMatch(g.paths, job->name)) {
@@ -81,7 +85,7 @@ bool PlanJobs(const Options& o, const Config& config, std::vector<JobSpec>* jobs
         *err = fmt::format("{}:{}: {}", o.jobs_from, n, why);
         return false;
       }
-      Apply(o.cli, &job);
+      ApplyLayer(o.cli, &job);
       jobs->push_back(std::move(job));
     }
     return true;
@@ -196,7 +200,7 @@ void WriteJobSpec(JsonWriter& w, const JobSpec& job) {
 bool ParseJobSpec(std::string_view line, JobSpec* job, std::string* err) {
   // simdjson reads past the end: a padded copy.
   std::string padded(line);
-  padded.append(64, '\0');
+  padded.append(events::kPadding, '\0');
   events::Event e(std::string_view(padded.data(), line.size()));
   if (e.type() != "job") {
     *err = "not a job spec (a JSON object with \"type\":\"job\")";

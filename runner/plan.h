@@ -13,6 +13,9 @@
 
 namespace weft::runner {
 
+// One layer over a job's settings: its limits, retries and env.
+void ApplyLayer(const Override& layer, JobSpec* job);
+
 // The layers a job's settings come from, lowest first: built-in defaults,
 // weft.toml's top level, each [[override]] whose paths match (in file
 // order), then the command line. Also sets the job's group (the first

@@ -1079,7 +1079,7 @@ void Runner::ControlLine(std::string_view line) {
       return;
     }
     if (stopping_) return;
-    ApplyLayers(Config(), o_.cli, &spec);
+    ApplyLayer(o_.cli, &spec);
     Enqueue(std::move(spec));
     ++planned_;
     JsonWriter& w = writer_.Begin("run.queue");
@@ -1091,10 +1091,9 @@ void Runner::ControlLine(std::string_view line) {
   } else if (type == "stop") {
     Stop(true);
   } else if (type == "bail") {
-    std::string padded(line);
-    padded.append(64, '\0');
+    // (The reader's lines have the padding Fields needs.)
     std::string reason = "bail requested";
-    if (fields_.Load(events::Event(std::string_view(padded.data(), line.size()))))
+    if (fields_.Load(events::Event(line)))
       if (auto r = fields_.Str("reason")) reason = std::string(*r);
     Bail(reason);
   } else if (type == "reload") {

@@ -14,7 +14,7 @@ extern char** environ;
 namespace weft::cli {
 
 ChainResult RunChain(const std::vector<std::vector<std::string>>& commands,
-                     size_t runner_index) {
+                     size_t runner_index, const ChainFds& extra) {
   ChainResult result;
   size_t n = commands.size();
   result.codes.assign(n, -1);
@@ -59,6 +59,8 @@ ChainResult RunChain(const std::vector<std::vector<std::string>>& commands,
     posix_spawn_file_actions_init(&fa);
     if (prev_read >= 0) posix_spawn_file_actions_adddup2(&fa, prev_read, 0);
     if (fds[1] >= 0) posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    if (i < extra.size())
+      for (auto [ours, theirs] : extra[i]) posix_spawn_file_actions_adddup2(&fa, ours, theirs);
     std::vector<char*> argv;
     for (const auto& a : commands[i]) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);

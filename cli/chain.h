@@ -21,7 +21,10 @@ struct ChainResult {
   std::string error;            // could not start the chain
 };
 
+// "fds": for each command (or fewer), fds of ours to give it, as
+// {our fd, its fd} (its fd above 2).
+using ChainFds = std::vector<std::vector<std::pair<int, int>>>;
 ChainResult RunChain(const std::vector<std::vector<std::string>>& commands,
-                     size_t runner_index);
+                     size_t runner_index, const ChainFds& fds = {});
 
 }  // namespace weft::cli

@@ -1,6 +1,7 @@
 // weft: the front command that assembles weft's processes for people.
 #include <fcntl.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <weft/events/event.h>
 #include <weft/events/input.h>
 #include <weft/events/writer.h>
@@ -106,9 +107,29 @@ int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
   std::vector<std::string> render = {dir + "/weft-render-term",
                                      "--color=" + show.color};
   if (show.verbose) render.push_back("-v");
+  if (!config.colors.empty()) render.push_back("--colors=" + config.colors);
+
+  // The renderer's keys reach the runner in band: a pipe from the one to
+  // the other, fd 3 of each (q sends {"type":"stop"}).
+  int control[2] = {-1, -1};
+  weft::cli::ChainFds fds;
+  if (pipe2(control, O_CLOEXEC) == 0) {
+    runner.insert(runner.begin() + 1, "--control=/dev/fd/3");
+    render.push_back("--control=/dev/fd/3");
+    fds = {{{control[0], 3}}, {}, {}, {{control[1], 3}}};
+  }
+  // The renderer puts the terminal back as it found it; if it cannot
+  // (killed), we do.
+  int tty = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  struct termios saved;
+  bool restore = tty >= 0 && tcgetpgrp(tty) == getpgrp() && tcgetattr(tty, &saved) == 0;
 
   auto r = weft::cli::RunChain(
-      {runner, {dir + "/weft-overlord"}, logger, render}, 0);
+      {runner, {dir + "/weft-overlord"}, logger, render}, 0, fds);
+  for (int fd : control)
+    if (fd >= 0) close(fd);
+  if (restore && tcgetpgrp(tty) == getpgrp()) tcsetattr(tty, TCSANOW, &saved);
+  if (tty >= 0) close(tty);
   if (!r.error.empty()) {
     weft::Error(kProg, r.error);
     return weft::kExitHarness;
@@ -289,6 +310,14 @@ int Replay(const ReplayOptions& r) {
   if (r.renderer == "term") {
     args.push_back("--color=" + r.color);
     if (r.verbose) args.push_back("-v");
+    // The project's colours, if its weft.toml has some (a weft.toml that
+    // cannot be read is no reason not to show a log).
+    weft::runner::Config config;
+    std::string err;
+    if (std::string file = weft::runner::FindConfig(".");
+        !file.empty() && weft::runner::LoadConfig(file, &config, &err) &&
+        !config.colors.empty())
+      args.push_back("--colors=" + config.colors);
   }
   bool filtering = !r.types.empty() || r.job || r.failed || r.speed > 0;
   if (!filtering) {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/close_range.h>
+#include <stdio.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/random.h>
@@ -53,6 +54,13 @@ void Error(std::string_view prog, std::string_view message) {
 void Warning(std::string_view prog, std::string_view message) {
   std::string line = fmt::format("{}: warning: {}\n", prog, message);
   (void)!write(2, line.data(), line.size());
+}
+
+int InheritedFd(const std::string& path) {
+  int n = -1;
+  char rest;
+  if (sscanf(path.c_str(), "/dev/fd/%d%c", &n, &rest) != 1 || n <= 2) return -1;
+  return fcntl(n, F_SETFD, FD_CLOEXEC) == 0 ? n : -1;
 }
 
 void InitStreamProcess() {

@@ -125,6 +125,7 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
   if (watch >= 0 && !is_stdin)
     inotify_add_watch(watch, in.path.c_str(), IN_MODIFY | IN_CLOSE_WRITE);
   PumpEnd end = PumpEnd::kEof;
+  int extra_fd = h.extra_fd;  // poll() skips a negative fd
   drain();
   for (bool eof = have < sizeof head && !follow; !eof;) {
     if (StopCount() >= 3) {
@@ -152,15 +153,19 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     // At the end for now: wait for the writer (at most 1 s between looks,
     // in case the file was replaced rather than appended to).
     if (h.tick) h.tick();
-    struct pollfd p = {watch, POLLIN, 0};
     int timeout = h.timeout_ms ? h.timeout_ms() : -1;
     if (timeout < 0 || timeout > 1000) timeout = 1000;
-    if (watch >= 0 && poll(&p, 1, timeout) > 0) {
-      char buf[4096];
-      while (read(watch, buf, sizeof buf) > 0) {
+    struct pollfd p[2] = {{watch, POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    if (poll(p, 2, timeout) > 0) {
+      if (p[0].revents) {
+        char buf[4096];
+        while (read(watch, buf, sizeof buf) > 0) {
+        }
       }
-    } else if (watch < 0) {
-      usleep(static_cast<useconds_t>(timeout) * 1000);
+      if (p[1].revents) {
+        if (!h.extra()) extra_fd = -1;
+        if (h.batch_end) h.batch_end();
+      }
     }
   }
   reader.Finish();

@@ -31,21 +31,26 @@ int StopCount() { return g_stops; }
 
 PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
              std::string* err) {
+  int extra_fd = h.extra_fd;
   for (;;) {
     if (g_stops >= 3) return PumpEnd::kInterrupted;
     int timeout = h.timeout_ms ? h.timeout_ms() : -1;
-    if (timeout >= 0) {
+    if (timeout >= 0 || extra_fd >= 0) {
       if (timeout == 0) {
         h.tick();
         timeout = h.timeout_ms();
       }
-      struct pollfd p = {fd, POLLIN, 0};
-      int rc = poll(&p, 1, timeout < 0 ? -1 : timeout);
+      struct pollfd p[2] = {{fd, POLLIN, 0}, {extra_fd, POLLIN, 0}};
+      int rc = poll(p, extra_fd >= 0 ? 2 : 1, timeout < 0 ? -1 : timeout);
       if (rc < 0 && errno != EINTR) {
         if (err) *err = strerror(errno);
         return PumpEnd::kReadError;
       }
-      if (rc <= 0) continue;  // timer due, or a signal: re-check both
+      if (rc > 0 && extra_fd >= 0 && p[1].revents) {
+        if (!h.extra()) extra_fd = -1;
+        if (h.batch_end) h.batch_end();
+      }
+      if (rc <= 0 || !p[0].revents) continue;  // timer due, a signal, a key
     }
     ssize_t n = reader.ReadFrom(fd);
     if (n < 0) {

@@ -47,12 +47,15 @@ class Reader {
   }
   const std::string& err() const { return err_; }
 
-  bool Unknown(const toml::key& key, std::initializer_list<std::string_view> known) {
+  // "label" names the key in the message when it is not the key itself
+  // (a key of a nested table).
+  bool Unknown(const toml::key& key, std::initializer_list<std::string_view> known,
+               std::string_view label = {}) {
     std::string_view best;
     size_t best_d = 3;
     for (auto k : known)
       if (size_t d = Distance(key.str(), k); d < best_d) best = k, best_d = d;
-    return Error(key.source(), key.str(),
+    return Error(key.source(), label.empty() ? key.str() : label,
                  best.empty() ? std::string("unknown key")
                               : fmt::format("unknown key (did you mean \"{}\"?)", best));
   }
@@ -98,6 +101,38 @@ class Reader {
       return Error(v.source(), k.str(),
                    fmt::format("must be one of \"{}\"", fmt::join(allowed, "\", \"")));
     *out = s;
+    return true;
+  }
+  // [render.colors]: role = 0-255 (a 256-colour index) or "#rrggbb".
+  bool Colours(const toml::node& v, std::string* out) {
+    const toml::table* t = v.as_table();
+    if (!t) return Error(v.source(), "render.colors", "must be a table of ROLE = colour");
+    std::vector<std::string> items;
+    for (auto&& [role, value] : *t) {
+      std::string_view r = role.str();
+      std::string name = fmt::format("render.colors.{}", r);
+      if (r != "pass" && r != "fail" && r != "active" && r != "retry" && r != "todo" &&
+          r != "warn" && r != "flaky" && r != "timeout") {
+        return Unknown(role, {"pass", "fail", "active", "retry", "todo", "warn",
+                              "flaky", "timeout"}, name);
+      }
+      auto bad = [&] {
+        return Error(value.source(), name,
+                     "must be a 256-colour number (0-255) or \"#rrggbb\"");
+      };
+      if (auto i = value.value<int64_t>(); value.is_integer()) {
+        if (*i < 0 || *i > 255) return bad();
+        items.push_back(fmt::format("{}={}", r, *i));
+      } else if (auto str = value.value<std::string>(); value.is_string()) {
+        if (str->size() != 7 || (*str)[0] != '#' ||
+            str->find_first_not_of("0123456789abcdefABCDEF", 1) != std::string::npos)
+          return bad();
+        items.push_back(fmt::format("{}={}", r, *str));
+      } else {
+        return bad();
+      }
+    }
+    *out = fmt::format("{}", fmt::join(items, ","));
     return true;
   }
   // A string or an array of strings.
@@ -310,8 +345,10 @@ bool Reader::Top(const toml::table& t, Config* c) {
           rok = OneOf(rk, rv, {"auto", "always", "never"}, &c->color);
         else if (rn == "verbose")
           rok = Bool(rk, rv, &c->verbose);
+        else if (rn == "colors")
+          rok = Colours(rv, &c->colors);
         else
-          return Unknown(rk, {"color", "verbose"});
+          return Unknown(rk, {"color", "verbose", "colors"});
         if (!rok) return false;
       }
     } else {

@@ -45,6 +45,9 @@ struct Config {
   std::vector<Override> overrides;
   std::optional<std::string> color;  // [render]
   std::optional<bool> verbose;
+  // [render.colors]: "role=value,…" for weft-render-term --colors (each
+  // value 0-255 or #rrggbb; roles checked here).
+  std::string colors;
 };
 
 // The weft.toml that governs "dir": in it or the nearest directory above.

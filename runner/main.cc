@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   app.add_option("--run", o.run, "Run id (default: a new one)");
   app.add_option("--auditor", o.auditor,
                  "The weft-auditor to use (default: the one beside this program)");
+  app.add_option("--control", o.control,
+                 "Read control lines (stop, bail, reload; JSONL) from this "
+                 "named pipe or /dev/fd/N while the run goes on; weft passes "
+                 "one for its terminal's keys");
   app.add_option("--parent-pid", o.parent_pid,
                  "Stop the run (as on SIGTERM) when our parent, this process, "
                  "dies; weft passes its own pid");

@@ -85,17 +85,24 @@ class Runner {
   void Enqueue(JobSpec spec);
   void Bail(std::string_view reason);
   void JobEnded(Job& job, std::string_view line);
-  // Job specs and control lines from --jobs-from on a pipe.
-  bool OpenControl();
-  void ControlLine(std::string_view line);
+  // Job specs and control lines from --jobs-from on a pipe (the run lasts
+  // until it ends), and control lines from --control (it does not).
+  struct Control {
+    Runner* runner = nullptr;
+    uv_pipe_t pipe;
+    events::LineReader reader{16 * 1024};
+    bool open = false;
+    bool jobs = false;  // job specs allowed
+    uint64_t line = 0;
+    std::string name;
+  };
+  bool OpenControl(Control& c, int fd);
+  void CloseControl(Control& c);
+  void ControlLine(Control& c, std::string_view line);
   static void OnControlAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
-  uv_pipe_t control_;
-  events::LineReader control_reader_{16 * 1024};
-  bool control_open_ = false;
-  uint64_t control_line_ = 0;
+  Control jobs_in_, control_in_;
   Config config_;
-  std::string jobs_from_;  // --jobs-from, from where we run
   std::vector<std::string> job_env_;  // WEFT_JOBS, for every job
   std::map<std::string, int> group_max_, group_running_;
   bool grouped_ = false;  // some job has a group
@@ -763,18 +770,15 @@ void Runner::OnPrepare(uv_prepare_t* p) {
 void Runner::MaybeEnd() {
   if (ended_ || !running_.empty()) return;
   if (!queue_.empty() && !stopping_) return;
-  if (control_open_ && !stopping_) return;  // more jobs may come
+  if (jobs_in_.open && !stopping_) return;  // more jobs may come
   ended_ = true;
   if (js_read_ >= 0) {
     ReturnTokens(0);
     uv_close(reinterpret_cast<uv_handle_t*>(&js_poll_), nullptr);
   }
   StopServer();
-  if (control_open_) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&control_));
-    uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
-    control_open_ = false;
-  }
+  CloseControl(jobs_in_);
+  CloseControl(control_in_);
   int64_t cancelled = cancelled_ + static_cast<int64_t>(queue_.size());
   queue_.clear();
   JsonWriter& w = writer_.Begin("run.end");
@@ -834,7 +838,7 @@ int Runner::Run() {
   o.jobs_from = RebasePath(o.jobs_from, moved_from);
   if (o.cli.limits.stdin_path)
     o.cli.limits.stdin_path = RebasePath(*o.cli.limits.stdin_path, moved_from);
-  jobs_from_ = o.jobs_from;
+  o.control = RebasePath(o.control, moved_from);
 
   std::vector<JobSpec> specs;
   std::vector<std::string> warnings;
@@ -997,9 +1001,31 @@ int Runner::Run() {
     sigprocmask(SIG_UNBLOCK, &stops, nullptr);
   }
 
-  if (streaming && !OpenControl()) {
-    Error(kProg, fmt::format("{}: {}", o.jobs_from, strerror(errno)));
-    return 2;
+  if (streaming) {
+    jobs_in_.jobs = true;
+    jobs_in_.name = o.jobs_from;
+    int fd = o.jobs_from == "-" ? dup(STDIN_FILENO)
+                                : open(o.jobs_from.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || !OpenControl(jobs_in_, fd)) {
+      Error(kProg, fmt::format("{}: {}", o.jobs_from, strerror(errno)));
+      return 2;
+    }
+  }
+  if (!o.control.empty()) {
+    // /dev/fd/N: that fd, as it was passed to us. A named pipe is opened
+    // for reading and writing, so it never reads as ended while no one
+    // has it open for writing (a controller may come and go).
+    control_in_.name = o.control;
+    int fd = InheritedFd(o.control);
+    if (fd < 0) {
+      struct stat st;
+      bool fifo = stat(o.control.c_str(), &st) == 0 && S_ISFIFO(st.st_mode);
+      fd = open(o.control.c_str(), (fifo ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    }
+    if (fd < 0 || !OpenControl(control_in_, fd)) {
+      Error(kProg, fmt::format("--control {}: {}", o.control, strerror(errno)));
+      return 2;
+    }
   }
   if (planned_ == 0 && !streaming) {
     Warning(kProg, o.paths.empty()
@@ -1026,56 +1052,63 @@ int Runner::Run() {
   return 0;
 }
 
-bool Runner::OpenControl() {
-  int fd = jobs_from_ == "-" ? dup(STDIN_FILENO)
-                               : open(jobs_from_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  uv_pipe_init(loop_, &control_, 0);
-  control_.data = this;
-  if (uv_pipe_open(&control_, fd) != 0) {
+bool Runner::OpenControl(Control& c, int fd) {
+  c.runner = this;
+  uv_pipe_init(loop_, &c.pipe, 0);
+  c.pipe.data = &c;
+  if (uv_pipe_open(&c.pipe, fd) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&c.pipe), nullptr);
     close(fd);
     errno = EINVAL;
     return false;
   }
-  control_open_ = true;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&control_), OnControlAlloc,
-                OnControlRead);
+  c.open = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c.pipe), OnControlAlloc, OnControlRead);
   return true;
 }
 
+void Runner::CloseControl(Control& c) {
+  if (!c.open) return;
+  c.open = false;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&c.pipe));
+  uv_close(reinterpret_cast<uv_handle_t*>(&c.pipe), nullptr);
+}
+
 void Runner::OnControlAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<Runner*>(h->data);
+  auto* c = static_cast<Control*>(h->data);
   size_t avail;
-  buf->base = self->control_reader_.Space(16 * 1024, &avail);
+  buf->base = c->reader.Space(16 * 1024, &avail);
   buf->len = avail;
 }
 
 void Runner::OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
-  auto* self = static_cast<Runner*>(h->data);
-  if (n > 0) self->control_reader_.Commit(static_cast<size_t>(n));
-  if (n < 0) self->control_reader_.Finish();
+  auto* c = static_cast<Control*>(h->data);
+  Runner* self = c->runner;
+  if (n > 0) c->reader.Commit(static_cast<size_t>(n));
+  if (n < 0) c->reader.Finish();
   std::string_view line;
-  while (self->control_reader_.Next(&line)) self->ControlLine(line);
-  if (n < 0 && self->control_open_) {
-    // No more jobs will come: the run ends when these are done.
-    self->control_open_ = false;
-    uv_read_stop(h);
-    uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-  }
+  while (c->reader.Next(&line)) self->ControlLine(*c, line);
+  // At its end: no more jobs will come from --jobs-from (the run ends
+  // when these are done); --control's end changes nothing.
+  if (n < 0) self->CloseControl(*c);
   self->StartMore();
   self->MaybeEnd();
 }
 
 // One line of the control stream: a job spec, or stop / bail / reload.
-void Runner::ControlLine(std::string_view line) {
-  ++control_line_;
+void Runner::ControlLine(Control& c, std::string_view line) {
+  ++c.line;
   if (line.empty() || line == "\r" || ended_) return;
   std::string_view type = events::TypeOf(line);
   std::string err;
-  if (type == "job") {
+  if (type == "job" && !c.jobs) {
+    RunWarning(fmt::format("{}:{}: job specs come through --jobs-from, not "
+                           "--control; skipped",
+                           c.name, c.line));
+  } else if (type == "job") {
     JobSpec spec;
     if (!ParseJobSpec(line, &spec, &err)) {
-      RunWarning(fmt::format("{}:{}: {}; skipped", jobs_from_, control_line_, err));
+      RunWarning(fmt::format("{}:{}: {}; skipped", c.name, c.line, err));
       return;
     }
     if (stopping_) return;
@@ -1106,7 +1139,7 @@ void Runner::ControlLine(std::string_view line) {
     // The controller's mistake, not weft's: said, and skipped.
     RunWarning(fmt::format("{}:{}: not a job spec or control line "
                            "(job, stop, bail, reload): {:.200}",
-                           jobs_from_, control_line_, line));
+                           c.name, c.line, line));
   }
 }
 

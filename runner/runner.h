@@ -27,6 +27,7 @@ struct Options {
   std::string config;         // weft.toml to read; empty: look for one
   bool no_config = false;
   std::string jobs_from;      // job specs (JSONL) from this file, "-": stdin
+  std::string control;        // control lines (stop, bail, reload) from here
   bool list = false;          // print the job specs and exit
   std::string run;            // run id; a new one when empty
   std::string auditor;        // path of weft-auditor; default: our sibling

@@ -214,9 +214,9 @@ TEST_CASE("a hanging test is stopped by --timeout and the run goes on") {
   Result r = WeftTest(d, {"--timeout=0.5", "--kill-grace=0.5", "t"});
   CHECK(r.code == 1);
   std::string out = Normalize(r.out);
-  CHECK(out.find("FAIL t/a-hang (<t>)\n  timed out after <t>\n  killed by SIGTERM\n") !=
+  CHECK(out.find("TIMEOUT t/a-hang (<t>)\n  timed out after <t>\n  killed by SIGTERM\n") !=
         std::string::npos);
-  CHECK(SummaryOf(r.out).find("Files: 1 passed, 1 failed (2 in all).") !=
+  CHECK(SummaryOf(r.out).find("Files: 1 passed, 1 failed (1 timed out) (2 in all).") !=
         std::string::npos);
 }
 
@@ -375,7 +375,7 @@ TEST_CASE("a test that goes quiet is stopped by --idle-timeout, with its last li
   Result r = WeftTest(d, {"--idle-timeout=0.3", "--kill-grace=0.5", "t"});
   CHECK(r.code == 1);
   CHECK(Normalize(r.out).rfind(
-            "FAIL t/quiet (<t>)\n"
+            "TIMEOUT t/quiet (<t>)\n"
             "  no output for <t> (idle timeout)\n"
             "  killed by SIGTERM\n"
             "  planned 2 but ran 1\n"

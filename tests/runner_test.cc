@@ -1,7 +1,9 @@
 // The runner as a scheduler, through the real binaries: weft.toml, job
 // specs, ordering, groups, retries, bail out, Ctrl-C.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,6 +73,14 @@ TEST_CASE("weft.toml errors name the file, the line and the key, and exit 2") {
        "weft: error: weft.toml:3: retires: unknown key (did you mean \"retries\"?)\n"},
       {"[render]\ncolour = \"never\"\n",
        "weft: error: weft.toml:2: colour: unknown key (did you mean \"color\"?)\n"},
+      {"[render.colors]\nfial = 1\n",
+       "weft: error: weft.toml:2: render.colors.fial: unknown key (did you mean \"fail\"?)\n"},
+      {"[render.colors]\npass = 256\n",
+       "weft: error: weft.toml:2: render.colors.pass: must be a 256-colour number (0-255) "
+       "or \"#rrggbb\"\n"},
+      {"[render.colors]\npass = \"green\"\n",
+       "weft: error: weft.toml:2: render.colors.pass: must be a 256-colour number (0-255) "
+       "or \"#rrggbb\"\n"},
       {"jobs = [\n", ""},  // a TOML syntax error: its own message
   };
   for (const auto& c : cases) {
@@ -485,4 +495,32 @@ TEST_CASE("--include, --exclude and --interpreter replace weft.toml's for one ru
   r = Weft(d, {"list", "--interpreter", "sh"});
   CHECK(r.code == 2);
   CHECK(Has(r.err, "must be EXT=COMMAND"));
+}
+
+TEST_CASE("--control: a named pipe of control lines while the run goes on; controllers may come and go") {
+  TempDir d;
+  d.HelperTest("t/hang", "plan 1 pidfile " + d.path() + "/pid hang");
+  std::string fifo = d.path() + "/control";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  RunOptions o;
+  o.cwd = d.path();
+  Child runner({Bin("weft-runner"), "--control", "control", "--kill-grace=1", "t"}, o);
+  REQUIRE(WaitFor(30, [&] { return access((d.path() + "/pid").c_str(), F_OK) == 0; }));
+  auto say = [&](const std::string& line) {
+    // Each write is a controller of its own: it opens, writes, closes.
+    int fd = open(fifo.c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+    close(fd);
+  };
+  say("{\"type\":\"job\",\"argv\":[\"true\"]}\n");
+  say("{\"type\":\"stop\"}\n");
+  Result r = runner.Wait();
+  CHECK(r.code == 130);
+  CHECK(r.err == "weft-runner: warning: control:1: job specs come through --jobs-from, "
+                 "not --control; skipped\n");
+  CHECK(Has(r.out, R"("type":"warning")"));
+  CHECK(Has(r.out, R"("interrupted":true)"));
+  CHECK(Has(r.out, R"("jobs_done":1)"));
+  CHECK(!Has(r.out, R"("argv":["true"])"));
 }

@@ -15,14 +15,23 @@ constexpr size_t kFailuresShown = 10;   // failed assertions detailed per job
 constexpr int64_t kRedrawUs = 50 * 1000;  // at most 20 redraws a second
 constexpr size_t kSlowest = 5;
 
-// 256-colour cube entries, from the seed's colours (rgb digits 0-5).
-constexpr int Cube(int r, int g, int b) { return 16 + 36 * r + 6 * g + b; }
-constexpr int kGreen = Cube(0, 5, 0);
-constexpr int kRed = Cube(5, 0, 0);
-constexpr int kBlue = Cube(0, 2, 5);
-constexpr int kCyan = Cube(1, 5, 5);
-constexpr int kTodoColour = Cube(4, 3, 3);
-constexpr int kYellow = Cube(5, 4, 0);
+// Columns a text takes: one per code point (UTF-8 continuation bytes take
+// none). Wide characters are rare in status lines; a margin covers them.
+size_t Columns(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// The first "cols" columns of s, whole code points only.
+std::string_view FirstColumns(std::string_view s, size_t cols) {
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == cols)
+      return s.substr(0, i);
+  }
+  return s;
+}
 
 // Terminal safety: a test's bytes must not drive the terminal (escape
 // sequences, carriage returns). Control characters become visible.
@@ -65,9 +74,71 @@ std::string FormatDuration(int64_t us) {
   return fmt::format("{}m{:02}s", s / 60, s % 60);
 }
 
-std::string Renderer::Paint(std::string_view text, int colour) const {
+std::string Renderer::Paint(std::string_view text, const std::string& sgr) const {
   if (!o_.color) return std::string(text);
-  return fmt::format("\x1b[38;5;{}m{}\x1b[0m", colour, text);
+  return fmt::format("\x1b[{}m{}\x1b[0m", sgr, text);
+}
+
+bool ParseColours(std::string_view spec, Colours* c, std::string* err) {
+  while (!spec.empty()) {
+    size_t comma = spec.find(',');
+    std::string_view item = spec.substr(0, comma);
+    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    std::string_view role = item.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    std::string* slot = role == "pass"      ? &c->pass
+                        : role == "fail"    ? &c->fail
+                        : role == "active"  ? &c->active
+                        : role == "retry"   ? &c->retry
+                        : role == "todo"    ? &c->todo
+                        : role == "warn"    ? &c->warn
+                        : role == "flaky"   ? &c->flaky
+                        : role == "timeout" ? &c->timeout
+                                            : nullptr;
+    if (!slot) {
+      *err = fmt::format("unknown colour role \"{}\" (pass, fail, active, retry, "
+                         "todo, warn, flaky, timeout)",
+                         role);
+      return false;
+    }
+    if (eq == std::string_view::npos || value.empty()) {
+      *err = fmt::format("colour role \"{}\" needs a value: {}=N (0-255) or {}=#rrggbb",
+                         role, role, role);
+      return false;
+    }
+    std::string sgr = ColourSgr(value);
+    if (sgr.empty()) {
+      *err = fmt::format("{}: \"{}\" is not a colour (0-255, or #rrggbb)", role, value);
+      return false;
+    }
+    *slot = std::move(sgr);
+  }
+  return true;
+}
+
+std::string ColourSgr(std::string_view value) {
+  auto hex = [](char ch) -> int {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+  };
+  if (value.size() == 7 && value[0] == '#') {
+    int rgb[3];
+    for (int i = 0; i < 3; ++i) {
+      int hi = hex(value[1 + 2 * i]), lo = hex(value[2 + 2 * i]);
+      if (hi < 0 || lo < 0) return "";
+      rgb[i] = hi * 16 + lo;
+    }
+    return fmt::format("38;2;{};{};{}", rgb[0], rgb[1], rgb[2]);
+  }
+  int n = -1;
+  auto [q, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || q != value.data() + value.size() || n < 0 || n > 255)
+    return "";
+  return fmt::format("38;5;{}", n);
 }
 
 Renderer::JobView& Renderer::View(int64_t job) { return jobs_[job]; }
@@ -94,16 +165,71 @@ void Renderer::Print(std::string_view text) {
   out_ += text;
 }
 
+int64_t Renderer::StreamNow(int64_t now_us) const {
+  if (last_ts_at_ == 0) return now_us;
+  return last_ts_ + std::max<int64_t>(0, now_us - last_ts_at_);
+}
+
+void Renderer::Stamp(int64_t ts) {
+  if (ts <= 0) return;
+  last_ts_ = ts;
+  last_ts_at_ = events::NowMicros();
+}
+
 void Renderer::StatusLine(int64_t now_us, bool force) {
   if (!o_.live || finished_) return;
   if (!force && now_us - last_draw_us_ < kRedrawUs) return;
   last_draw_us_ = now_us;
+  int64_t stream_now = StreamNow(now_us);
+  // The counts, then the clock, then the running jobs (longest running
+  // first) and the keys, as far as the terminal is wide: a status line
+  // that wrapped could not be redrawn in place.
+  std::string plain = fmt::format("[P:{}|F:{}|A:{}|R:{}|T:{}] {}", P_, F_, A_, R_, T_,
+                                  run_start_us_ ? FormatDuration(stream_now - run_start_us_)
+                                                : "");
   std::string line = fmt::format(
-      "[{}|{}|{}|{}|{}] {}", Paint(fmt::format("P:{}", P_), kGreen),
-      Paint(fmt::format("F:{}", F_), kRed), Paint(fmt::format("A:{}", A_), kBlue),
-      Paint(fmt::format("R:{}", R_), kCyan),
-      Paint(fmt::format("T:{}", T_), kTodoColour),
-      run_start_us_ ? FormatDuration(now_us - run_start_us_) : "");
+      "[{}|{}|{}|{}|{}] {}", Paint(fmt::format("P:{}", P_), o_.colours.pass),
+      Paint(fmt::format("F:{}", F_), o_.colours.fail),
+      Paint(fmt::format("A:{}", A_), o_.colours.active),
+      Paint(fmt::format("R:{}", R_), o_.colours.retry),
+      Paint(fmt::format("T:{}", T_), o_.colours.todo),
+      run_start_us_ ? FormatDuration(stream_now - run_start_us_) : "");
+  // One column spare: writing the last one makes some terminals wrap.
+  size_t room = o_.width > 0 ? static_cast<size_t>(o_.width) - 1 : SIZE_MAX;
+  size_t used = Columns(plain);
+  if (used > room) {
+    // Too narrow even for the counts: the counts, cut (no colour, so no
+    // escape is cut in half).
+    line = std::string(FirstColumns(plain, room));
+    used = room;
+  } else {
+    std::vector<std::pair<int64_t, const JobView*>> running;
+    for (const auto& [id, v] : jobs_)
+      if (v.start_ts > 0) running.emplace_back(v.start_ts, &v);
+    std::sort(running.begin(), running.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    bool all = true;
+    for (size_t i = 0; i < running.size(); ++i) {
+      std::string item = fmt::format("{}{} {}", i ? ", " : "  ", running[i].second->name,
+                                     FormatDuration(stream_now - running[i].first));
+      size_t more = running.size() - i - 1;
+      // Leave room to say how many more there are.
+      size_t tail = more ? fmt::formatted_size(", +{}", more) : 0;
+      if (used + Columns(item) + tail > room) {
+        std::string rest = fmt::format("{}+{}", i ? ", " : "  ", running.size() - i);
+        if (used + rest.size() <= room) {
+          line += rest;
+          used += rest.size();
+        }
+        all = false;
+        break;
+      }
+      line += item;
+      used += Columns(item);
+    }
+    constexpr std::string_view kHint = "  (keys: v f q ?)";
+    if (o_.keys && all && used + kHint.size() <= room) line += kHint;
+  }
   out_ += "\r\x1b[K";
   out_ += line;
   status_shown_ = true;
@@ -143,6 +269,7 @@ void Renderer::Line(std::string_view line) {
     ended_ = false;
     if (!Load(e)) return;
     run_start_us_ = f_.Int("ts").value_or(0);
+    Stamp(run_start_us_);
     T_ = f_.Int("jobs").value_or(0);
     shuffle_seed_ = f_.Str("order").value_or("") == "shuffle"
                         ? f_.Int("seed").value_or(-1)
@@ -155,6 +282,8 @@ void Renderer::Line(std::string_view line) {
     if (f_.Int("attempt").value_or(1) > 1) retry_pending_.erase(f_.Int("job").value_or(-1));
     JobView& v = View(f_.Int("job").value_or(-1));
     v.name = Visible(f_.Str("name").value_or("?"));
+    v.start_ts = f_.Int("ts").value_or(0);
+    Stamp(v.start_ts);
   } else if (type == "assert") {
     // Most assertions pass, and a passing one shows nothing without -v:
     // for the auditor's own canonical TAP events ("source":"tap", no
@@ -191,7 +320,7 @@ void Renderer::Line(std::string_view line) {
                                        : fmt::format(" # {} {}", directive, Visible(reason)));
     if (o_.verbose)
       Print(fmt::format("{}: {}\n", v.name,
-                        failed ? Paint(text, kRed) : text));
+                        failed ? Paint(text, o_.colours.fail) : text));
     if (failed) {
       v.attach = true;
       v.attached = 0;
@@ -267,7 +396,7 @@ void Renderer::Line(std::string_view line) {
       auto reason = f_.Str("reason").value_or("");
       text = reason.empty() ? "Bail out!" : "Bail out!  " + Visible(reason);
       v.detail.push_back("  " + text);
-      Print(fmt::format("{} {}: {}\n", Paint("BAIL", kRed), v.name, text));
+      Print(fmt::format("{} {}: {}\n", Paint("BAIL", o_.colours.fail), v.name, text));
       return;
     }
     if (o_.verbose)
@@ -287,48 +416,55 @@ void Renderer::Line(std::string_view line) {
     if (!f_.Bool("retry").value_or(false)) durations_.emplace_back(duration, v.name);
     int64_t attempt = f_.Int("attempt").value_or(1);
     int64_t attempts = f_.Int("attempts").value_or(1);
+    bool timed_out = f_.Bool("timed_out").value_or(false);
     if (verdict == "fail" && f_.Bool("retry").value_or(false)) {
       // Not final: it runs again. Shown with what failed, so a flaky
       // failure is never hidden by the pass that follows it.
       std::vector<std::string> reasons;
       f_.StrArray("reasons", &reasons);
-      Print(fmt::format("{} {} ({}, attempt {} of {})\n", Paint("RETRY", kYellow),
+      Print(fmt::format("{} {} ({}, attempt {} of {})\n", Paint("RETRY", o_.colours.warn),
                         v.name, FormatDuration(duration), attempt, attempts));
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
       PrintFailure(v, false);
-      retry_pending_[job] = {v.name, std::move(reasons), duration};
+      retry_pending_[job] = {v.name, std::move(reasons), duration, timed_out};
     } else if (verdict == "fail") {
       std::vector<std::string> reasons;
       f_.StrArray("reasons", &reasons);
-      Print(fmt::format("{} {} ({}{})\n", Paint("FAIL", kRed), v.name,
+      // A job a timeout ended is told apart from one that failed by
+      // itself: a hang is another kind of problem than a wrong answer.
+      Print(fmt::format("{} {} ({}{})\n",
+                        timed_out ? Paint("TIMEOUT", o_.colours.timeout)
+                                  : Paint("FAIL", o_.colours.fail),
+                        v.name,
                         FormatDuration(duration),
                         attempt > 1 ? fmt::format(", attempt {} of {}", attempt, attempts)
                                     : std::string()));
       for (const auto& r : reasons) Print("  " + Visible(r) + "\n");
       PrintFailure(v);
-      failed_.emplace_back(v.name, std::move(reasons));
+      failed_.push_back({v.name, std::move(reasons), timed_out});
     } else if (f_.Bool("flaky").value_or(false)) {
       Print(fmt::format("{} {} ({}): passed on attempt {} of {}\n",
-                        Paint("FLAKY", kYellow), v.name, FormatDuration(duration),
+                        Paint("FLAKY", o_.colours.flaky), v.name, FormatDuration(duration),
                         attempt, attempts));
       flaky_.push_back(v.name);
     } else if (f_.Bool("leaked").value_or(false)) {
       // --leaks=warn: it passed, but left processes running (now killed).
       Print(fmt::format("{} {} ({}): left processes running; they were killed\n",
-                        Paint("WARN", kYellow), v.name, FormatDuration(duration)));
+                        Paint("WARN", o_.colours.warn), v.name, FormatDuration(duration)));
     } else if (o_.verbose) {
       Print(fmt::format("{} {} ({})\n",
-                        verdict == "skip" ? Paint("SKIP", kYellow)
-                                          : Paint("PASS", kGreen),
+                        verdict == "skip" ? Paint("SKIP", o_.colours.warn)
+                                          : Paint("PASS", o_.colours.pass),
                         v.name, FormatDuration(duration)));
     }
     jobs_.erase(job);
   } else if (type == "run.bail") {
     if (!Load(e)) return;
-    Print(fmt::format("{} {}; stopping the run\n", Paint("BAIL", kRed),
+    Print(fmt::format("{} {}; stopping the run\n", Paint("BAIL", o_.colours.fail),
                       Visible(f_.Str("reason").value_or("the run bailed out"))));
   } else if (type == "counts") {
     if (!Load(e)) return;
+    Stamp(f_.Int("ts").value_or(0));
     P_ = f_.Int("P").value_or(P_);
     F_ = f_.Int("F").value_or(F_);
     A_ = f_.Int("A").value_or(A_);
@@ -337,7 +473,7 @@ void Renderer::Line(std::string_view line) {
     StatusLine(events::NowMicros(), false);
   } else if (type == "error") {
     if (!Load(e)) return;
-    Print(fmt::format("{} {}: {}\n", Paint("HARNESS ERROR", kRed),
+    Print(fmt::format("{} {}: {}\n", Paint("HARNESS ERROR", o_.colours.fail),
                       f_.Str("source").value_or("weft"),
                       Visible(f_.Str("message").value_or(""))));
   } else if (type == "summary") {
@@ -359,7 +495,7 @@ void Renderer::Line(std::string_view line) {
 
     // A retry the run ended before: that failure stands.
     for (auto& [job, p] : retry_pending_) {
-      failed_.emplace_back(p.name, std::move(p.reasons));
+      failed_.push_back({p.name, std::move(p.reasons), p.timed_out});
       durations_.emplace_back(p.duration_us, p.name);
     }
     retry_pending_.clear();
@@ -369,23 +505,24 @@ void Renderer::Line(std::string_view line) {
                        f_.Bool("flaky_fails").value_or(false)
                            ? "; --flaky-fails counts them as failed"
                            : "");
-      for (const auto& name : flaky_) s += fmt::format("  {}\n", Paint(name, kYellow));
+      for (const auto& name : flaky_) s += fmt::format("  {}\n", Paint(name, o_.colours.flaky));
     }
     if (!failed_.empty()) {
       s += "Failed tests:\n";
-      for (const auto& [name, reasons] : failed_) {
-        std::string why;
-        for (const auto& r : reasons) why += (why.empty() ? "" : "; ") + Visible(r);
-        s += fmt::format("  {}  {}\n", Paint(name, kRed), why);
-      }
+      s += FailedList();
     }
     int64_t jk = f_.Int("jobs", "flaky").value_or(0);
     // A flaky test is among the passed, or with --flaky-fails the failed.
-    std::string flaky = jk ? fmt::format(" ({} flaky)", jk) : "";
     bool flaky_failed = f_.Bool("flaky_fails").value_or(false);
+    int64_t jt = f_.Int("jobs", "timed_out").value_or(0);
+    std::vector<std::string> passed_notes, failed_notes;
+    if (jk) (flaky_failed ? failed_notes : passed_notes).push_back(fmt::format("{} flaky", jk));
+    if (jt) failed_notes.push_back(fmt::format("{} timed out", jt));
+    auto notes = [](const std::vector<std::string>& n) {
+      return n.empty() ? std::string() : fmt::format(" ({})", fmt::join(n, ", "));
+    };
     std::string files = fmt::format("Files: {} passed{}, {} failed{}", jp,
-                                    flaky_failed ? "" : flaky, jf,
-                                    flaky_failed ? flaky : "");
+                                    notes(passed_notes), jf, notes(failed_notes));
     if (js) files += fmt::format(", {} skipped", js);
     if (jc) files += fmt::format(", {} cancelled", jc);
     if (ju) files += fmt::format(", {} unfinished", ju);
@@ -406,15 +543,15 @@ void Renderer::Line(std::string_view line) {
     }
     std::string result;
     if (verdict == "pass")
-      result = Paint("PASS", kGreen);
+      result = Paint("PASS", o_.colours.pass);
     else if (verdict == "no tests")
-      result = Paint("NO TESTS", kYellow) + " (nothing ran)";
+      result = Paint("NO TESTS", o_.colours.warn) + " (nothing ran)";
     else if (verdict == "interrupted")
-      result = Paint("INTERRUPTED", kYellow);
+      result = Paint("INTERRUPTED", o_.colours.warn);
     else if (verdict == "harness error")
-      result = Paint("HARNESS ERROR", kRed) + " (weft itself failed; see above)";
+      result = Paint("HARNESS ERROR", o_.colours.fail) + " (weft itself failed; see above)";
     else
-      result = Paint("FAIL", kRed);
+      result = Paint("FAIL", o_.colours.fail);
     if (shuffle_seed_ >= 0)
       s += fmt::format("Shuffled: --seed {} runs them in this order again.\n",
                        shuffle_seed_);
@@ -455,6 +592,75 @@ void Renderer::PrintFailure(const JobView& v, bool rerun) {
   Print(s);
 }
 
+// The failed jobs, one line each with their reasons (the summary's list,
+// and f's).
+std::string Renderer::FailedList() const {
+  std::string s;
+  for (const auto& f : failed_) {
+    std::string why;
+    for (const auto& r : f.reasons) why += (why.empty() ? "" : "; ") + Visible(r);
+    s += fmt::format("  {}  {}\n",
+                     Paint(f.name, f.timed_out ? o_.colours.timeout : o_.colours.fail), why);
+  }
+  return s;
+}
+
+KeyAction Renderer::Key(char c, int64_t now_us) {
+  KeyAction action = KeyAction::kNone;
+  switch (c) {
+    case 'v':
+      o_.verbose = !o_.verbose;
+      Print(o_.verbose ? "Verbose: every job, assertion and line of output from now on "
+                         "(v again for less).\n"
+                       : "Verbose off: failures only (v again for more).\n");
+      break;
+    case 'f': {
+      // The failures so far, as the summary will list them; a failed
+      // attempt that will be retried is not a failure yet.
+      std::string s;
+      if (failed_.empty()) {
+        s = "No failures so far.\n";
+      } else {
+        s = fmt::format("Failures so far ({}):\n", failed_.size());
+        s += FailedList();
+      }
+      if (!retry_pending_.empty())
+        s += fmt::format("  (and {} failed attempt(s) waiting for a retry)\n",
+                         retry_pending_.size());
+      Print(s);
+      break;
+    }
+    case 'q':
+      if (ended_) break;
+      if (o_.control) {
+        ++stops_asked_;
+        Print(stops_asked_ == 1
+                  ? "Stopping the run (q): no more tests start; running ones get "
+                    "SIGTERM. q again kills them at once.\n"
+                  : "Killing the running tests (q again).\n");
+        action = KeyAction::kStopRun;
+      } else if (o_.follow) {
+        Print("Not following any more (q).\n");
+        action = KeyAction::kStopFollowing;
+      } else {
+        Print("q: this view has no control channel to the runner (weft-render-term "
+              "--control); Ctrl-C stops the run.\n");
+      }
+      break;
+    case '?':
+    case 'h':
+      Print(fmt::format("Keys: v verbose on/off, f failures so far{}, ? these keys.\n",
+                        o_.control  ? ", q stop the run (twice: kill its tests)"
+                        : o_.follow ? ", q stop following"
+                                    : ""));
+      break;
+    default:
+      return action;
+  }
+  StatusLine(now_us, true);
+  return action;
+}
+
 void Renderer::Finish() {
   if (status_shown_) {
     out_ += "\r\x1b[K";
@@ -469,7 +675,7 @@ void Renderer::Finish() {
   if (!saw_summary_) {
     Print(Paint("The stream ended without a summary: a process of the chain "
                 "failed (is weft-overlord in it?).\n",
-                kRed));
+                o_.colours.fail));
     exit_code_ = 3;
   }
 }

@@ -16,6 +16,9 @@ std::string NewRunId();
 
 // The directory holding the running executable (for finding siblings).
 std::string SelfDir();
+// For a path "/dev/fd/N" (N > 2): N, marked close-on-exec (a descriptor we
+// were started with, taken as it is); otherwise -1.
+int InheritedFd(const std::string& path);
 
 // Prints "prog: error: message" (or warning) to stderr.
 void Error(std::string_view prog, std::string_view message);

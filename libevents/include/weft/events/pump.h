@@ -18,6 +18,10 @@ struct PumpHandlers {
   // Milliseconds until tick() is due; < 0 for none. May be empty.
   std::function<int()> timeout_ms;
   std::function<void()> tick;
+  // Another fd to watch while waiting for lines (a terminal's keys):
+  // extra() runs when it is readable, and returns false to stop watching.
+  int extra_fd = -1;
+  std::function<bool()> extra;
 };
 
 enum class PumpEnd { kEof, kReadError, kInterrupted };

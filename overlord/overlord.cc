@@ -18,14 +18,15 @@ constexpr size_t kSlowest = 5;
 
 Overlord::~Overlord() = default;
 
-void Overlord::BoardCounts(int64_t now_us) {
-  if (board_)
-    board_->Counts(planned_, counts_.P, counts_.F, counts_.A, counts_.R, counts_.T,
-                   jobs_flaky_, jobs_cancelled_, jobs_timed_out_, now_us);
+void Overlord::BoardCounts(Run& r, int64_t now_us) {
+  if (r.board)
+    r.board->Counts(r.planned, r.counts.P, r.counts.F, r.counts.A, r.counts.R, r.counts.T,
+                   r.jobs_flaky, r.jobs_cancelled, r.jobs_timed_out, now_us);
 }
 
-void Overlord::OverlordError(std::string_view message) {
-  ++harness_errors_;
+void Overlord::OverlordError(Run& r, std::string_view message) {
+  ++r.harness_errors;
+  if (!r.id.empty()) out_->set_run(r.id);
   JsonWriter& w = out_->Begin("error");
   Key(w, "source");
   String(w, "weft-overlord");
@@ -33,28 +34,41 @@ void Overlord::OverlordError(std::string_view message) {
   out_->End();
 }
 
-void Overlord::Reset() {
-  in_run_ = false;
-  run_start_ts_ = planned_ = 0;
-  counts_ = last_sent_ = Counts{};
-  last_counts_us_ = 0;
-  counts_dirty_ = false;
-  active_.clear();
-  jobs_passed_ = jobs_failed_ = jobs_skipped_ = 0;
-  attempts_retried_ = jobs_flaky_ = jobs_cancelled_ = jobs_timed_out_ = 0;
-  board_.reset();
-  flaky_fails_ = false;
-  flaky_.clear();
-  retry_pending_.clear();
-  bail_reason_.clear();
-  asserts_total_ = asserts_passed_ = asserts_failed_ = asserts_skipped_ =
-      asserts_todo_ = asserts_todo_passed_ = 0;
-  harness_errors_ = 0;
-  bailed_ = false;
-  finished_.clear();
-  failed_.clear();
-  exit_code_ = 4;
-  summarised_ = false;
+namespace {
+
+// The envelope's run id, read from the text: "run" is the second key, and
+// a run id needs no escapes (one that has them is read as it is written).
+std::string_view RunIdOf(std::string_view line) {
+  constexpr std::string_view kKey = ",\"run\":\"";
+  size_t at = line.find(kKey);
+  if (at == std::string_view::npos) return {};
+  at += kKey.size();
+  size_t end = line.find('"', at);
+  if (end == std::string_view::npos) return {};
+  return line.substr(at, end - at);
+}
+
+constexpr size_t kEndedKept = 64;
+
+}  // namespace
+
+Overlord::Run& Overlord::RunOf(std::string_view id) {
+  auto it = runs_.find(id);
+  if (it == runs_.end()) {
+    auto run = std::make_unique<Run>();
+    run->id = std::string(id);
+    it = runs_.emplace(run->id, std::move(run)).first;
+  }
+  return *it->second;
+}
+
+// A run that has ended: its state goes (a long stream of runs keeps no
+// memory of them but their ids, for stragglers).
+void Overlord::Forget(Run& r) {
+  if (last_ == &r) last_ = nullptr;
+  if (ended_.size() >= kEndedKept) ended_.erase(ended_.begin());
+  ended_.push_back(r.id);
+  runs_.erase(r.id);
 }
 
 void Overlord::Line(std::string_view line) {
@@ -63,7 +77,8 @@ void Overlord::Line(std::string_view line) {
   if (line.empty() || line == "\r") return;
   if (!events::LooksLikeEvent(line)) {
     // Not an event: passing it on would break every reader downstream.
-    OverlordError(fmt::format("input line {} is not a weft event ({} bytes "
+    OverlordError(last_ ? *last_ : RunOf(out_->run()),
+                  fmt::format("input line {} is not a weft event ({} bytes "
                               "dropped): {:.120}",
                               line_no_, line.size(), line));
     return;
@@ -84,21 +99,45 @@ void Overlord::Line(std::string_view line) {
     return;
   }
 
+  std::string_view id = RunIdOf(line);
+  Run* r = last_;
+  if (!r || r->id != id) {
+    auto it = runs_.find(id);
+    if (it != runs_.end()) {
+      r = it->second.get();
+    } else if (type != "run.start" &&
+               std::find(ended_.begin(), ended_.end(), id) != ended_.end()) {
+      out_->AppendRaw(line);  // a straggler of a run that has ended
+      return;
+    } else {
+      r = &RunOf(id);
+    }
+  }
+  last_ = r;
+  RunLine(*r, type, event, line);
+}
+
+void Overlord::RunLine(Run& r, std::string_view type, events::Event event,
+                       std::string_view line) {
   if (type == "run.start") {
-    Reset();  // a new run: forget the last one
+    if (r.in_run || r.summarised || r.counts_dirty) {
+      // The same run started again: what was known of it goes.
+      std::string id = std::move(r.id);
+      r = Run{};
+      r.id = std::move(id);
+    }
     saw_hello_ = true;
-    in_run_ = true;
+    r.in_run = true;
     if (fields_.Load(event)) {
-      if (auto run = fields_.Str("run")) out_->set_run(std::string(*run));
-      planned_ = fields_.Int("jobs").value_or(0);
-      run_start_ts_ = fields_.Int("ts").value_or(0);
-      flaky_fails_ = fields_.Bool("flaky_fails").value_or(false);
+      r.planned = fields_.Int("jobs").value_or(0);
+      r.run_start_ts = fields_.Int("ts").value_or(0);
+      r.flaky_fails = fields_.Bool("flaky_fails").value_or(false);
       if (scoreboard_) {
         std::string err;
-        board_ = scoreboard::Board::Create(
+        r.board = scoreboard::Board::Create(
             fields_.Str("run").value_or(""), fields_.Str("host").value_or(""),
-            fields_.Str("cwd").value_or(""), run_start_ts_, &err);
-        if (!board_) {
+            fields_.Str("cwd").value_or(""), r.run_start_ts, &err);
+        if (!r.board) {
           // No live view; the run itself is not harmed.
           JsonWriter& w = out_->Begin("warning");
           Key(w, "source");
@@ -108,10 +147,10 @@ void Overlord::Line(std::string_view line) {
         }
       }
     }
-    counts_.T = planned_;
-    counts_dirty_ = true;
+    r.counts.T = r.planned;
+    r.counts_dirty = true;
     out_->AppendRaw(line);
-    MaybeCounts(events::NowMicros(), true);
+    SendCounts(r, events::NowMicros(), true);
     return;
   }
 
@@ -123,10 +162,9 @@ void Overlord::Line(std::string_view line) {
       runner_error = fields_.Bool("harness_error").value_or(false);
       ts = fields_.Int("ts").value_or(ts);
     }
-    Summary(ts, interrupted, runner_error, false);
+    Summary(r, ts, interrupted, runner_error, false);
     out_->AppendRaw(line);
-    in_run_ = false;
-    board_.reset();  // the run is over: its scoreboard goes
+    Forget(r);  // the run is over: its scoreboard goes
     return;
   }
 
@@ -134,17 +172,17 @@ void Overlord::Line(std::string_view line) {
   if (type == "job.start") {
     if (fields_.Load(event)) {
       int64_t job = fields_.Int("job").value_or(-1);
-      active_[job] = fields_.Int("ts").value_or(0);
-      if (board_) board_->JobStarted(job, fields_.Str("name").value_or("?"), active_[job]);
+      r.active[job] = fields_.Int("ts").value_or(0);
+      if (r.board) r.board->JobStarted(job, fields_.Str("name").value_or("?"), r.active[job]);
       if (fields_.Int("attempt").value_or(1) > 1) {
-        retry_pending_.erase(job);
-        if (counts_.R > 0) --counts_.R;  // the retry it was waiting for
-      } else if (counts_.T > 0) {
-        --counts_.T;
+        r.retry_pending.erase(job);
+        if (r.counts.R > 0) --r.counts.R;  // the retry it was waiting for
+      } else if (r.counts.T > 0) {
+        --r.counts.T;
       }
-      ++counts_.A;
-      counts_dirty_ = true;
-      BoardCounts(active_[job]);
+      ++r.counts.A;
+      r.counts_dirty = true;
+      BoardCounts(r, r.active[job]);
     }
   } else if (type == "job.end") {
     if (!fields_.Load(event)) return;
@@ -154,131 +192,141 @@ void Overlord::Line(std::string_view line) {
     bool pass = verdict == "pass", skip = verdict == "skip";
     if (auto name = fields_.Str("name")) f.name = std::string(*name);
     f.duration_us = fields_.Int("duration_us").value_or(0);
-    if (board_) board_->JobEnded(f.job);
+    if (r.board) r.board->JobEnded(f.job);
     if (fields_.Bool("retry").value_or(false)) {
       // Not the job's last word: it runs again. Its assertions are in the
       // log; the run's counts take the last attempt's.
-      ++attempts_retried_;
+      ++r.attempts_retried;
       fields_.StrArray("reasons", &f.reasons);
-      retry_pending_[f.job] = f;
-      if (active_.erase(f.job)) --counts_.A;
-      ++counts_.R;
-      counts_dirty_ = true;
+      r.retry_pending[f.job] = f;
+      if (r.active.erase(f.job)) --r.counts.A;
+      ++r.counts.R;
+      r.counts_dirty = true;
       return;
     }
     bool flaky = (pass || skip) && fields_.Bool("flaky").value_or(false);
-    if (fields_.Bool("timed_out").value_or(false)) ++jobs_timed_out_;
-    asserts_total_ += fields_.Int("counts", "run").value_or(0);
-    asserts_passed_ += fields_.Int("counts", "passed").value_or(0);
-    asserts_failed_ += fields_.Int("counts", "failed").value_or(0);
-    asserts_skipped_ += fields_.Int("counts", "skipped").value_or(0);
-    asserts_todo_ += fields_.Int("counts", "todo").value_or(0);
-    asserts_todo_passed_ += fields_.Int("counts", "todo_passed").value_or(0);
+    if (fields_.Bool("timed_out").value_or(false)) ++r.jobs_timed_out;
+    r.asserts_total += fields_.Int("counts", "run").value_or(0);
+    r.asserts_passed += fields_.Int("counts", "passed").value_or(0);
+    r.asserts_failed += fields_.Int("counts", "failed").value_or(0);
+    r.asserts_skipped += fields_.Int("counts", "skipped").value_or(0);
+    r.asserts_todo += fields_.Int("counts", "todo").value_or(0);
+    r.asserts_todo_passed += fields_.Int("counts", "todo_passed").value_or(0);
     if (!pass && !skip) fields_.StrArray("reasons", &f.reasons);
-    if (active_.erase(f.job)) {
-      --counts_.A;
-    } else if (counts_.T > 0) {
-      --counts_.T;  // ended without a start (its auditor died early)
+    if (r.active.erase(f.job)) {
+      --r.counts.A;
+    } else if (r.counts.T > 0) {
+      --r.counts.T;  // ended without a start (its auditor died early)
     }
     if (flaky) {
-      ++jobs_flaky_;
+      ++r.jobs_flaky;
       f.reasons.push_back(fmt::format("flaky: failed, then passed on attempt {}",
                                       fields_.Int("attempt").value_or(2)));
-      flaky_.push_back(f);
+      r.flaky.push_back(f);
     }
-    if ((pass || skip) && !(flaky && flaky_fails_)) {
-      ++counts_.P;
-      ++(skip ? jobs_skipped_ : jobs_passed_);
+    if ((pass || skip) && !(flaky && r.flaky_fails)) {
+      ++r.counts.P;
+      ++(skip ? r.jobs_skipped : r.jobs_passed);
     } else {
-      ++counts_.F;
-      ++jobs_failed_;
-      failed_.push_back(f);
+      ++r.counts.F;
+      ++r.jobs_failed;
+      r.failed.push_back(f);
     }
-    counts_dirty_ = true;
-    BoardCounts(events::NowMicros());
-    finished_.push_back(std::move(f));
+    r.counts_dirty = true;
+    BoardCounts(r, events::NowMicros());
+    r.finished.push_back(std::move(f));
   } else if (type == "error") {
-    ++harness_errors_;
+    ++r.harness_errors;
   } else if (type == "bail") {
-    bailed_ = true;
+    r.bailed = true;
   } else if (type == "run.bail") {
-    bailed_ = true;
-    if (fields_.Load(event)) bail_reason_ = std::string(fields_.Str("reason").value_or(""));
+    r.bailed = true;
+    if (fields_.Load(event)) r.bail_reason = std::string(fields_.Str("reason").value_or(""));
   } else if (type == "job.cancel") {
     // A queued retry that never starts: its failed attempt is the job's
     // last word (counted failed at the end), not a cancellation.
-    if (fields_.Load(event) && retry_pending_.count(fields_.Int("job").value_or(-1)))
+    if (fields_.Load(event) && r.retry_pending.count(fields_.Int("job").value_or(-1)))
       return;
-    ++jobs_cancelled_;
-    if (counts_.T > 0) --counts_.T;
-    counts_dirty_ = true;
+    ++r.jobs_cancelled;
+    if (r.counts.T > 0) --r.counts.T;
+    r.counts_dirty = true;
   } else if (type == "run.queue") {
     if (fields_.Load(event)) {
       int64_t added = fields_.Int("added").value_or(0);
-      planned_ += added;
-      counts_.T += added;
-      counts_dirty_ = true;
+      r.planned += added;
+      r.counts.T += added;
+      r.counts_dirty = true;
     }
   }
 }
 
 int Overlord::PendingMs(int64_t now_us) const {
-  if (!counts_dirty_) return -1;
-  int64_t wait = last_counts_us_ + kCountsIntervalUs - now_us;
-  return wait <= 0 ? 0 : static_cast<int>((wait + 999) / 1000);
+  int soonest = -1;
+  for (const auto& [id, r] : runs_) {
+    if (!r->counts_dirty) continue;
+    int64_t wait = r->last_counts_us + kCountsIntervalUs - now_us;
+    int ms = wait <= 0 ? 0 : static_cast<int>((wait + 999) / 1000);
+    if (soonest < 0 || ms < soonest) soonest = ms;
+  }
+  return soonest;
 }
 
 void Overlord::MaybeCounts(int64_t now_us, bool force) {
-  if (!counts_dirty_) return;
-  if (!force && now_us - last_counts_us_ < kCountsIntervalUs) return;
-  counts_dirty_ = false;
-  if (counts_ == last_sent_ && last_counts_us_ != 0) return;
-  last_counts_us_ = now_us;
-  last_sent_ = counts_;
-  BoardCounts(now_us);
+  for (auto& [id, r] : runs_) SendCounts(*r, now_us, force);
+}
+
+void Overlord::SendCounts(Run& r, int64_t now_us, bool force) {
+  if (!r.counts_dirty) return;
+  if (!force && now_us - r.last_counts_us < kCountsIntervalUs) return;
+  r.counts_dirty = false;
+  if (r.counts == r.last_sent && r.last_counts_us != 0) return;
+  r.last_counts_us = now_us;
+  r.last_sent = r.counts;
+  BoardCounts(r, now_us);
+  if (!r.id.empty()) out_->set_run(r.id);
   JsonWriter& w = out_->Begin("counts", now_us);
   Key(w, "P");
-  w.Int64(counts_.P);
+  w.Int64(r.counts.P);
   Key(w, "F");
-  w.Int64(counts_.F);
+  w.Int64(r.counts.F);
   Key(w, "A");
-  w.Int64(counts_.A);
+  w.Int64(r.counts.A);
   Key(w, "R");
-  w.Int64(counts_.R);
+  w.Int64(r.counts.R);
   Key(w, "T");
-  w.Int64(counts_.T);
+  w.Int64(r.counts.T);
   out_->End();
 }
 
-void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
+void Overlord::Summary(Run& r, int64_t end_ts, bool interrupted, bool runner_error,
                        bool incomplete) {
-  if (summarised_) return;
-  summarised_ = true;
-  int64_t unfinished = static_cast<int64_t>(active_.size());
-  for (auto& [job, f] : retry_pending_) {
+  if (r.summarised) return;
+  r.summarised = true;
+  int64_t unfinished = static_cast<int64_t>(r.active.size());
+  for (auto& [job, f] : r.retry_pending) {
     // Its retry never started: it failed.
-    ++jobs_failed_;
-    ++counts_.F;
-    if (counts_.R > 0) --counts_.R;
-    counts_dirty_ = true;
-    failed_.push_back(f);
-    finished_.push_back(std::move(f));
+    ++r.jobs_failed;
+    ++r.counts.F;
+    if (r.counts.R > 0) --r.counts.R;
+    r.counts_dirty = true;
+    r.failed.push_back(f);
+    r.finished.push_back(std::move(f));
   }
-  retry_pending_.clear();
-  int64_t cancelled = jobs_cancelled_ + counts_.T;
+  r.retry_pending.clear();
+  int64_t cancelled = r.jobs_cancelled + r.counts.T;
   if (unfinished > 0)
-    OverlordError(fmt::format("{} job(s) never finished", unfinished));
-  MaybeCounts(events::NowMicros(), true);
+    OverlordError(r, fmt::format("{} job(s) never finished", unfinished));
+  SendCounts(r, events::NowMicros(), true);
 
-  bool harness = harness_errors_ > 0 || runner_error || incomplete ||
+  bool harness = r.harness_errors > 0 || runner_error || incomplete ||
                  unfinished > 0;
-  int64_t ran = jobs_passed_ + jobs_failed_ + jobs_skipped_;
+  int64_t ran = r.jobs_passed + r.jobs_failed + r.jobs_skipped;
   const char* verdict;
   if (harness) {
     exit_code_ = 3, verdict = "harness error";
   } else if (interrupted) {
     exit_code_ = 130, verdict = "interrupted";
-  } else if (jobs_failed_ > 0 || bailed_) {
+  } else if (r.jobs_failed > 0 || r.bailed) {
     exit_code_ = 1, verdict = "fail";
   } else if (ran == 0) {
     exit_code_ = 4, verdict = "no tests";
@@ -286,6 +334,7 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
     exit_code_ = 0, verdict = "pass";
   }
 
+  if (!r.id.empty()) out_->set_run(r.id);
   JsonWriter& w = out_->Begin("summary");
   Key(w, "verdict");
   String(w, verdict);
@@ -294,45 +343,45 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   Key(w, "jobs");
   w.StartObject();
   Key(w, "planned");
-  w.Int64(planned_);
+  w.Int64(r.planned);
   Key(w, "passed");
-  w.Int64(jobs_passed_);
+  w.Int64(r.jobs_passed);
   Key(w, "failed");
-  w.Int64(jobs_failed_);
+  w.Int64(r.jobs_failed);
   Key(w, "skipped");
-  w.Int64(jobs_skipped_);
+  w.Int64(r.jobs_skipped);
   Key(w, "cancelled");
   w.Int64(cancelled);
   Key(w, "unfinished");
   w.Int64(unfinished);
   Key(w, "flaky");
-  w.Int64(jobs_flaky_);
+  w.Int64(r.jobs_flaky);
   Key(w, "retried");
-  w.Int64(attempts_retried_);
+  w.Int64(r.attempts_retried);
   Key(w, "timed_out");
-  w.Int64(jobs_timed_out_);
+  w.Int64(r.jobs_timed_out);
   w.EndObject();
   Key(w, "assertions");
   w.StartObject();
   Key(w, "total");
-  w.Int64(asserts_total_);
+  w.Int64(r.asserts_total);
   Key(w, "passed");
-  w.Int64(asserts_passed_);
+  w.Int64(r.asserts_passed);
   Key(w, "failed");
-  w.Int64(asserts_failed_);
+  w.Int64(r.asserts_failed);
   Key(w, "skipped");
-  w.Int64(asserts_skipped_);
+  w.Int64(r.asserts_skipped);
   Key(w, "todo");
-  w.Int64(asserts_todo_);
+  w.Int64(r.asserts_todo);
   Key(w, "todo_passed");
-  w.Int64(asserts_todo_passed_);
+  w.Int64(r.asserts_todo_passed);
   w.EndObject();
   Key(w, "wall_us");
-  w.Int64(run_start_ts_ > 0 ? end_ts - run_start_ts_ : 0);
+  w.Int64(r.run_start_ts > 0 ? end_ts - r.run_start_ts : 0);
   Key(w, "slowest");
   w.StartArray();
   std::vector<const FinishedJob*> by_time;
-  for (const auto& f : finished_) by_time.push_back(&f);
+  for (const auto& f : r.finished) by_time.push_back(&f);
   size_t n = std::min(kSlowest, by_time.size());
   std::partial_sort(by_time.begin(), by_time.begin() + static_cast<long>(n),
                     by_time.end(), [](const FinishedJob* a, const FinishedJob* b) {
@@ -351,7 +400,7 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   w.EndArray();
   Key(w, "failed");
   w.StartArray();
-  for (const auto& f : failed_) {
+  for (const auto& f : r.failed) {
     w.StartObject();
     Key(w, "job");
     w.Int64(f.job);
@@ -366,7 +415,7 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
   w.EndArray();
   Key(w, "flaky");
   w.StartArray();
-  for (const auto& f : flaky_) {
+  for (const auto& f : r.flaky) {
     w.StartObject();
     Key(w, "job");
     w.Int64(f.job);
@@ -375,17 +424,17 @@ void Overlord::Summary(int64_t end_ts, bool interrupted, bool runner_error,
     w.EndObject();
   }
   w.EndArray();
-  if (flaky_fails_) {
+  if (r.flaky_fails) {
     Key(w, "flaky_fails");
     w.Bool(true);
   }
   Key(w, "interrupted");
   w.Bool(interrupted);
   Key(w, "bailed");
-  w.Bool(bailed_);
-  if (!bail_reason_.empty()) WriteText(w, "bail_reason", bail_reason_);
+  w.Bool(r.bailed);
+  if (!r.bail_reason.empty()) WriteText(w, "bail_reason", r.bail_reason);
   Key(w, "harness_errors");
-  w.Int64(harness_errors_);
+  w.Int64(r.harness_errors);
   out_->End();
 }
 
@@ -393,23 +442,29 @@ void Overlord::End() {
   if (fatal_) return;
   if (!saw_hello_) {
     // Nothing at all came: whoever was upstream died before starting.
-    OverlordError("the stream ended before it began (no hello event)");
-    Summary(events::NowMicros(), false, false, true);
+    Run& r = RunOf(out_->run());
+    OverlordError(r, "the stream ended before it began (no hello event)");
+    Summary(r, events::NowMicros(), false, false, true);
     return;
   }
-  if (in_run_ || !summarised_) {
-    OverlordError(
-        "the stream ended before run.end: a process upstream "
-        "(weft-runner?) died");
+  // A hello and nothing else is a run that never started.
+  if (runs_.empty() && ended_.empty()) RunOf(out_->run());
+  // Each run still open: its runner died before its run.end.
+  std::vector<Run*> open;
+  for (auto& [id, r] : runs_) open.push_back(r.get());
+  for (Run* r : open) {
+    OverlordError(*r,
+                  "the stream ended before run.end: a process upstream "
+                  "(weft-runner?) died");
     int64_t now = events::NowMicros();
-    Summary(now, false, false, true);
+    Summary(*r, now, false, false, true);
     JsonWriter& w = out_->Begin("run.end", now);
     Key(w, "incomplete");
     w.Bool(true);
     Key(w, "harness_error");
     w.Bool(true);
     out_->End();
-    in_run_ = false;
+    Forget(*r);
   }
 }
 

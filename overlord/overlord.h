@@ -45,62 +45,80 @@ class Overlord {
   Overlord& operator=(const Overlord&) = delete;
 
   void Line(std::string_view line);
-  // Upstream ended. Completes the run if run.end never came.
+  // Upstream ended. Completes every run whose run.end never came.
   void End();
-  // Emits a counts event if they changed and "now" allows (at most one per
-  // 100 ms); "force" emits any pending change regardless.
+  // Emits a counts event for each run whose counts changed, if "now"
+  // allows (at most one per run per 100 ms); "force" emits any pending
+  // change regardless.
   void MaybeCounts(int64_t now_us, bool force);
   // Milliseconds until a pending counts event may be written, or -1.
   int PendingMs(int64_t now_us) const;
 
+  // The exit code of the last run summarised (4 before any).
   int exit_code() const { return exit_code_; }
   bool fatal() const { return fatal_; }
   const std::string& fatal_message() const { return fatal_message_; }
-  const Counts& counts() const { return counts_; }
+  // Runs open now (started, not yet ended).
+  size_t open_runs() const { return runs_.size(); }
 
  private:
-  void Summary(int64_t end_ts, bool interrupted, bool runner_error,
+  // Everything known about one run. A stream may hold several (a
+  // persistent runner's), even interleaved: each line goes to its run's
+  // state by the envelope's "run".
+  struct Run {
+    std::string id;
+    bool in_run = false;
+    int64_t run_start_ts = 0;
+    int64_t planned = 0;
+    Counts counts;
+    Counts last_sent;
+    int64_t last_counts_us = 0;
+    bool counts_dirty = false;
+    std::map<int64_t, int64_t> active;  // job -> start ts
+    int64_t jobs_passed = 0, jobs_failed = 0, jobs_skipped = 0;
+    // Retries: failed attempts that were rerun; jobs that failed, then
+    // passed (FLAKY); cancelled before they started (a bail out).
+    int64_t attempts_retried = 0, jobs_flaky = 0, jobs_cancelled = 0,
+            jobs_timed_out = 0;
+    std::unique_ptr<scoreboard::Board> board;
+    bool flaky_fails = false;
+    std::vector<FinishedJob> flaky;
+    // Failed attempts whose retry has not started: if the run ends first
+    // (a bail out, Ctrl-C), that failure is the job's last word.
+    std::map<int64_t, FinishedJob> retry_pending;
+    std::string bail_reason;
+    int64_t asserts_total = 0, asserts_passed = 0, asserts_failed = 0,
+            asserts_skipped = 0, asserts_todo = 0, asserts_todo_passed = 0;
+    int64_t harness_errors = 0;
+    bool bailed = false;
+    std::vector<FinishedJob> finished;
+    std::vector<FinishedJob> failed;
+    bool summarised = false;
+  };
+
+  // The state of the run "id" (made when first seen).
+  Run& RunOf(std::string_view id);
+  void RunLine(Run& r, std::string_view type, events::Event event, std::string_view line);
+  void Summary(Run& r, int64_t end_ts, bool interrupted, bool runner_error,
                bool incomplete);
-  void OverlordError(std::string_view message);
-  void Reset();
+  void SendCounts(Run& r, int64_t now_us, bool force);
+  void OverlordError(Run& r, std::string_view message);
+  void BoardCounts(Run& r, int64_t now_us);
+  void Forget(Run& r);
 
   events::EventWriter* out_;
   events::Fields fields_;
   uint64_t line_no_ = 0;
-
-  bool in_run_ = false;
   bool saw_hello_ = false;
-  int64_t run_start_ts_ = 0;
-  int64_t planned_ = 0;
-  Counts counts_;
-  Counts last_sent_;
-  int64_t last_counts_us_ = 0;
-  bool counts_dirty_ = false;
-  std::map<int64_t, int64_t> active_;  // job -> start ts
-  int64_t jobs_passed_ = 0, jobs_failed_ = 0, jobs_skipped_ = 0;
-  // Retries: failed attempts that were rerun; jobs that failed, then
-  // passed (FLAKY); cancelled before they started (a bail out).
-  int64_t attempts_retried_ = 0, jobs_flaky_ = 0, jobs_cancelled_ = 0,
-          jobs_timed_out_ = 0;
   bool scoreboard_ = false;
-  std::unique_ptr<scoreboard::Board> board_;
-  void BoardCounts(int64_t now_us);
-  bool flaky_fails_ = false;
-  std::vector<FinishedJob> flaky_;
-  // Failed attempts whose retry has not started: if the run ends first
-  // (a bail out, Ctrl-C), that failure is the job's last word.
-  std::map<int64_t, FinishedJob> retry_pending_;
-  std::string bail_reason_;
-  int64_t asserts_total_ = 0, asserts_passed_ = 0, asserts_failed_ = 0,
-          asserts_skipped_ = 0, asserts_todo_ = 0, asserts_todo_passed_ = 0;
-  int64_t harness_errors_ = 0;
-  bool bailed_ = false;
-  std::vector<FinishedJob> finished_;
-  std::vector<FinishedJob> failed_;
+  std::map<std::string, std::unique_ptr<Run>, std::less<>> runs_;
+  Run* last_ = nullptr;  // the run of the last line (most lines follow it)
+  // Runs that ended lately: a straggler line of theirs is passed on, and
+  // does not open the run again.
+  std::vector<std::string> ended_;
   int exit_code_ = 4;
   bool fatal_ = false;  // the stream cannot be read (schema)
   std::string fatal_message_;
-  bool summarised_ = false;
 };
 
 }  // namespace weft::overlord

@@ -156,3 +156,71 @@ TEST_CASE("a stream cut mid-run ends with an error, a summary and a run.end") {
   CHECK(out.find(R"("verdict":"harness error","exit":3)") != std::string::npos);
   CHECK(out.find(R"({"type":"run.end","run":"r")") != std::string::npos);
 }
+
+namespace {
+// The same events, of another run.
+std::string Of(std::string lines, const std::string& run) {
+  for (size_t at = 0; (at = lines.find(R"("run":"r")", at)) != std::string::npos;)
+    lines.replace(at, 9, R"("run":")" + run + "\""), at += run.size() + 8;
+  return lines;
+}
+// The lines of "out" of one type.
+std::vector<std::string> OfType(const std::string& out, const std::string& type) {
+  std::vector<std::string> found;
+  std::string key = R"({"type":")" + type + "\"";
+  for (size_t at = 0, nl; at < out.size(); at = nl + 1) {
+    nl = out.find('\n', at);
+    if (nl == std::string::npos) nl = out.size();
+    if (out.compare(at, key.size(), key) == 0) found.push_back(out.substr(at, nl - at));
+  }
+  return found;
+}
+}  // namespace
+
+TEST_CASE("two runs interleaved in one stream are kept apart by their run id") {
+  Harness h;
+  std::string out = h.Feed(kHello);
+  out += h.Feed(Of(Start(2), "A") + Of(Start(1), "B"));
+  out += h.Feed(Of(JobStart(1), "A") + Of(JobStart(1), "B") + Of(JobStart(2), "A"));
+  out += h.Feed(Of(JobEnd(1, "fail"), "B") + Of(JobEnd(1, "pass"), "A"));
+  CHECK(h.o.open_runs() == 2);
+  out += h.Feed(Of(kEnd, "B"));  // B ends while A still runs
+  CHECK(h.o.open_runs() == 1);
+  CHECK(h.o.exit_code() == 1);
+  out += h.Feed(Of(JobEnd(2, "pass"), "A") + Of(kEnd, "A"));
+  CHECK(h.o.exit_code() == 0);
+  CHECK(h.o.open_runs() == 0);
+  // A straggler of an ended run passes through and opens nothing.
+  out += h.Feed(Of(JobEnd(2, "pass"), "B"));
+  CHECK(h.o.open_runs() == 0);
+  out += h.End();
+
+  auto summaries = OfType(out, "summary");
+  REQUIRE(summaries.size() == 2);
+  CHECK(summaries[0].find(R"("run":"B")") != std::string::npos);
+  CHECK(summaries[0].find(R"("verdict":"fail","exit":1,"jobs":{"planned":1,"passed":0,"failed":1,)") !=
+        std::string::npos);
+  CHECK(summaries[1].find(R"("run":"A")") != std::string::npos);
+  CHECK(summaries[1].find(R"("verdict":"pass","exit":0,"jobs":{"planned":2,"passed":2,"failed":0,)") !=
+        std::string::npos);
+  // Each run's counts are its own: B's last has F:1; A's never does.
+  for (const auto& c : OfType(out, "counts")) {
+    if (c.find(R"("run":"A")") != std::string::npos)
+      CHECK(c.find(R"("F":0)") != std::string::npos);
+    else
+      CHECK(c.find(R"("run":"B")") != std::string::npos);
+  }
+  CHECK(OfType(out, "error").empty());
+}
+
+TEST_CASE("a stream that ends with two runs open completes each, as a harness error") {
+  Harness h;
+  h.Feed(kHello + Of(Start(1), "A") + Of(Start(1), "B") + Of(JobStart(1), "A"));
+  std::string out = h.End();
+  auto ends = OfType(out, "run.end");
+  REQUIRE(ends.size() == 2);
+  CHECK(ends[0].find(R"("run":"A")") != std::string::npos);
+  CHECK(ends[1].find(R"("run":"B")") != std::string::npos);
+  CHECK(OfType(out, "summary").size() == 2);
+  CHECK(h.o.exit_code() == 3);
+}

@@ -8,7 +8,7 @@ WEFT_PACKAGES=(
   g++ meson ninja-build pkg-config cmake
   libuv1-dev libsimdjson-dev rapidjson-dev libfmt-dev libcli11-dev doctest-dev
   libyaml-cpp-dev libtomlplusplus-dev libsqlite3-dev libzstd-dev libboost-dev
-  perl python3 time procps make libxml2-utils zstd chromium
+  perl python3 time procps make libxml2-utils zstd chromium libtest2-harness-perl
 )
 
 weft_say() { printf '%s\n' "$*" >&2; }

@@ -80,6 +80,19 @@ std::vector<pid_t> Children() {
   return kids;
 }
 
+// A process that has ended: a zombie (or gone).
+bool Ended(pid_t pid) {
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() ||
+         line[close + 2] == 'Z' || line[close + 2] == 'X';
+}
+
+constexpr int64_t kLeakGraceUs = 200 * 1000;
+constexpr uint64_t kLeakPollMs = 5;
+
 // One of the test's output pipes and the lines framed from it.
 struct Stream {
   uv_pipe_t pipe;
@@ -303,6 +316,9 @@ class Auditor : public tap::Sink {
   static void OnTimeout(uv_timer_t* t);
   static void OnGrace(uv_timer_t* t);
   static void OnDrain(uv_timer_t* t);
+  static void OnLeakCheck(uv_timer_t* t);
+  uv_timer_t leak_timer_;
+  int64_t leak_check_us_ = 0;
   static void OnLifeline(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
   static void OnLifelineAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
 
@@ -498,11 +514,16 @@ void Auditor::OnExit(int status) {
   // so nothing outlives the job.
   // With no child left at all, nothing of the test's is left either (every
   // leftover is a descendant of one of our children).
+  // A process that is still ending (a child the test forked and never
+  // waited for) gets a moment to finish first: see OnLeakCheck.
   if (std::vector<pid_t> kids = Children(); !kids.empty()) {
-    if (!term_sent_) leaks_ = LivingChildren(kids);
-    leaked_ = !leaks_.empty();
-    ::kill(-pid_, SIGKILL);
-    KillOrphans(std::move(kids));
+    if (term_sent_) {
+      ::kill(-pid_, SIGKILL);
+      KillOrphans(std::move(kids));
+    } else {
+      leak_check_us_ = events::NowMicros();
+      uv_timer_start(&leak_timer_, OnLeakCheck, 0, kLeakPollMs);
+    }
   }
   reaped_group_ = true;
   uv_timer_stop(&timeout_timer_);
@@ -512,19 +533,30 @@ void Auditor::OnExit(int status) {
   MaybeFinish();
 }
 
+// After the test exited with processes of its own left: every 5 ms, are
+// any still running? Those still running 200 ms after its exit are leaks:
+// reported, and killed with whatever else is left.
+void Auditor::OnLeakCheck(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  std::vector<pid_t> kids = Children();
+  bool running = false;
+  for (pid_t k : kids) running = running || !Ended(k);
+  if (running && events::NowMicros() - self->leak_check_us_ < kLeakGraceUs) return;
+  uv_timer_stop(t);
+  if (running) self->leaks_ = LivingChildren(kids);
+  self->leaked_ = !self->leaks_.empty();
+  ::kill(-self->pid_, SIGKILL);
+  if (!kids.empty()) KillOrphans(std::move(kids));
+  self->MaybeFinish();
+}
+
 // Children that are not zombies (a zombie has already ended), with their
 // command lines, for the leak report.
 std::vector<std::pair<pid_t, std::string>> Auditor::LivingChildren(
     const std::vector<pid_t>& kids) {
   std::vector<std::pair<pid_t, std::string>> living;
   for (pid_t k : kids) {
-    std::ifstream stat(fmt::format("/proc/{}/stat", k));
-    std::string line;
-    std::getline(stat, line);
-    auto close = line.rfind(')');
-    if (close == std::string::npos || close + 2 >= line.size() ||
-        line[close + 2] == 'Z' || line[close + 2] == 'X')
-      continue;
+    if (Ended(k)) continue;
     std::ifstream cmdline(fmt::format("/proc/{}/cmdline", k), std::ios::binary);
     std::string cmd((std::istreambuf_iterator<char>(cmdline)), {});
     while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
@@ -824,6 +856,7 @@ void Auditor::StartJob() {
 void Auditor::MaybeFinish() {
   if (finished_) return;
   if (started_ && (!exited_ || out_.open || err_.open || ev_.open)) return;
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&leak_timer_))) return;
   Finish();
 }
 
@@ -1030,6 +1063,7 @@ void Auditor::Finish() {
   close(&drain_timer_);
   close(&idle_timer_);
   close(&hold_timer_);
+  close(&leak_timer_);
   if (lifeline_open_) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&lifeline_));
     close(&lifeline_);
@@ -1064,6 +1098,8 @@ int Auditor::Run() {
   uv_timer_init(loop_, &drain_timer_);
   uv_timer_init(loop_, &idle_timer_);
   uv_timer_init(loop_, &hold_timer_);
+  uv_timer_init(loop_, &leak_timer_);
+  leak_timer_.data = this;
   timeout_timer_.data = grace_timer_.data = drain_timer_.data =
       idle_timer_.data = hold_timer_.data = this;
   sigset_t stop_signals;

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <map>
 #include <stdlib.h>
 #include <filesystem>
@@ -61,6 +63,32 @@ std::string Resolve(const std::string& name) {
   return found;
 }
 
+// Perl refuses a script whose #! line has -T (or -t) unless perl was
+// started with it too ("-T" is on the #! line, it must also be used on
+// the command line): as prove does, the switch is taken from the #! line
+// (/^#!.*\bperl.*\s-\w*([Tt]+)/). Empty when there is none.
+std::string TaintSwitch(const std::string& path) {
+  FILE* f = fopen(path.c_str(), "re");
+  if (!f) return "";
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  std::string_view line(buf, n);
+  line = line.substr(0, line.find('\n'));
+  if (!line.starts_with("#!")) return "";
+  size_t perl = line.find("perl");
+  if (perl == std::string_view::npos) return "";
+  std::string_view rest = line.substr(perl + 4);
+  for (size_t i = 0; i + 1 < rest.size(); ++i) {
+    if (rest[i + 1] != '-' || (rest[i] != ' ' && rest[i] != '\t')) continue;
+    for (size_t j = i + 2; j < rest.size() && (isalnum(static_cast<unsigned char>(rest[j])) || rest[j] == '_'); ++j) {
+      if (rest[j] == 'T') return "-T";
+      if (rest[j] == 't') return "-t";
+    }
+  }
+  return "";
+}
+
 JobSpec Spec(const Interpreters& interpreters, const std::string& path) {
   JobSpec spec;
   spec.name = path;
@@ -68,6 +96,22 @@ JobSpec Spec(const Interpreters& interpreters, const std::string& path) {
   if (interp) {
     spec.argv.push_back(Resolve((*interp)[0]));
     spec.argv.insert(spec.argv.end(), interp->begin() + 1, interp->end());
+    const std::string& program = (*interp)[0];
+    if (program == "perl" || program.ends_with("/perl"))
+      if (std::string sw = TaintSwitch(path); !sw.empty()) {
+        spec.argv.push_back(sw);
+        // Taint mode ignores PERL5LIB: its directories go as -I (prove's
+        // way too), so the test finds the same modules.
+        if (const char* lib = getenv("PERL5LIB")) {
+          std::string_view dirs = lib;
+          while (!dirs.empty()) {
+            size_t colon = dirs.find(':');
+            std::string_view dir = dirs.substr(0, colon);
+            dirs.remove_prefix(colon == std::string_view::npos ? dirs.size() : colon + 1);
+            if (!dir.empty()) spec.argv.push_back(fmt::format("-I{}", dir));
+          }
+        }
+      }
   }
   // A bare relative name would be looked up in PATH by exec: anchor it.
   if (!interp && path.find('/') == std::string::npos)

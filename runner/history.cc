@@ -128,7 +128,10 @@ void History::Open(const std::string& weft_dir, bool rebuild,
       if (!name.ends_with(".jsonl") && !name.ends_with(".jsonl.zst")) continue;
       struct stat st;
       if (stat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-      int64_t size = st.st_size, mtime = st.st_mtime;
+      // In nanoseconds: two runs often end within one second, and the
+      // latest run is the log written last.
+      int64_t size = st.st_size,
+              mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
       known.Bind(1, std::string_view(name));
       bool same = known.Step() && known.Int(0) == size && known.Int(1) == mtime;
       sqlite3_reset(known.get());
@@ -241,8 +244,11 @@ std::set<std::string> History::FailedInLatestRun(std::string* run) {
   run->clear();
   if (!db_) return failed;
   // The latest log written (a merged log is the newest of its runs, though
-  // it starts with the earliest of them); by name within one second.
-  Stmt latest(db_, "SELECT run FROM logs WHERE run != '' ORDER BY mtime DESC, file DESC LIMIT 1");
+  // it starts with the earliest of them); on a tie of the clock's grain,
+  // the run that started last.
+  Stmt latest(db_,
+              "SELECT l.run FROM logs l LEFT JOIN runs r ON r.run = l.run WHERE l.run != '' "
+              "ORDER BY l.mtime DESC, r.started_us DESC, l.file DESC LIMIT 1");
   if (!latest || !latest.Step()) return failed;
   *run = latest.Text(0);
   Stmt q(db_, "SELECT name FROM results WHERE run=? AND retry=0 AND verdict='fail'");

@@ -157,6 +157,21 @@ struct TestLine {
   std::string_view rest;  // after the number and blanks
 };
 
+// Test2's buffered subtests: a test point whose line ends with " {" is
+// followed by its subtest, indented, and a "}" at the test point's own
+// indentation. (Not in TAP 14; TAP::Parser reads the indented lines and
+// the "}" as unknown lines, so the test point counts at once.)
+bool OpensBuffered(std::string_view rest) {
+  rest = TrimRight(rest);
+  return !rest.empty() && rest.back() == '{' && (rest.size() == 1 || IsBlank(rest[rest.size() - 2]));
+}
+// The test point's rest without its " {".
+std::string_view WithoutBrace(std::string_view rest) {
+  rest = TrimRight(rest);
+  rest.remove_suffix(1);
+  return TrimRight(rest);
+}
+
 // TAP::Parser: /^(not )?ok\b\s*(\d+)?\s*(.*)\z/
 bool MatchTest(std::string_view s, TestLine* t) {
   if (StartsWith(s, "ok")) {
@@ -300,6 +315,9 @@ struct Parser::Impl {
     uint64_t failed = 0;  // not ok without TODO
     uint64_t parse_errors = 0;
     uint64_t last_number = 0;
+    // A buffered subtest (Test2: "ok 1 - name {" … "}"): its test point
+    // line (without indentation), reported when the "}" closes it.
+    std::string buffered;
   };
 
   Impl(Sink* s, Tally* t) : sink(s), tally(t) { levels.resize(1); }
@@ -387,7 +405,20 @@ struct Parser::Impl {
   // explains the subtests it left open, as it does an unmet plan.
   void AbandonDeeperThan(size_t keep) {
     while (depth > keep) {
-      PopLevel();
+      Level child = PopLevel();
+      if (!child.buffered.empty()) {
+        // A buffered subtest that never saw its "}": said, and its test
+        // point (which came first) still counts.
+        if (!tally->bailed) {
+          message.assign("subtest ");
+          if (!closing_name.empty())
+            message.append("'").append(closing_name).append("' ");
+          message.append("ended without its closing '}'");
+          ParseError(message, depth);
+        }
+        ReportBuffered(child.buffered, depth);
+        continue;
+      }
       if (tally->bailed) continue;
       message.assign("subtest ");
       if (!closing_name.empty())
@@ -404,6 +435,18 @@ struct Parser::Impl {
     while (depth < at) OpenLevel({}, false);
     AbandonDeeperThan(at);
   }
+
+  // The held test point of a buffered subtest, at "at".
+  void ReportBuffered(const std::string& held, size_t at, const Level* child = nullptr) {
+    TestLine t;
+    if (!MatchTest(held, &t)) return;
+    t.rest = WithoutBrace(t.rest);
+    bool ok;
+    std::string_view description;
+    Test(t, at, &ok, &description);
+    if (child) CheckSubtest(*child, description, ok, at);
+  }
+  void OpenBuffered(const TestLine& t, std::string_view content, size_t at);
 
   void Line(std::string_view line);
   void End();
@@ -487,6 +530,15 @@ void Parser::Impl::Line(std::string_view line) {
     ReleaseHugeBuffers();
     return;
   }
+  if (content[0] == '}' && TrimRight(content).size() == 1 && level < depth &&
+      !levels[level + 1].buffered.empty()) {
+    // The end of a buffered subtest: now its test point counts.
+    AbandonDeeperThan(level + 1);
+    const Level child = PopLevel();
+    ReportBuffered(child.buffered, level, &child);
+    ReleaseHugeBuffers();
+    return;
+  }
 
   TestLine test;
   PlanLine plan;
@@ -512,7 +564,10 @@ void Parser::Impl::Line(std::string_view line) {
     return;
   }
 
-  if (is_test) {
+  if (is_test && OpensBuffered(test.rest)) {
+    MoveTo(level);
+    OpenBuffered(test, content, level);
+  } else if (is_test) {
     bool ok;
     std::string_view description;
     if (level < depth) {
@@ -532,6 +587,20 @@ void Parser::Impl::Line(std::string_view line) {
     if (is_pragma) Pragma(pragmas, level);
   }
   ReleaseHugeBuffers();
+}
+
+void Parser::Impl::OpenBuffered(const TestLine& t, std::string_view content, size_t at) {
+  // Named as the test point's description: without "- ", a directive
+  // and the " {".
+  std::string_view name = WithoutBrace(t.rest);
+  if (!name.empty() && name[0] == '-' && (name.size() == 1 || IsBlank(name[1])))
+    name = TrimLeft(name.substr(1));
+  if (const size_t hash = FindUnescapedHash(name); hash != name.npos)
+    name = TrimRight(name.substr(0, hash));
+  scratch.clear();
+  AppendUnescaped(&scratch, name);
+  OpenLevel(scratch, false);
+  levels[depth].buffered.assign(TrimRight(content));
 }
 
 void Parser::Impl::ReleaseHugeBuffers() {

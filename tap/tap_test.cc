@@ -1373,3 +1373,41 @@ TEST_CASE("TAP 12: a todo list in the plan makes those tests TODO") {
 
 }  // namespace
 }  // namespace weft::tap
+
+namespace weft::tap {
+namespace {
+
+TEST_CASE("a buffered subtest (Test2's ok N - name {) counts its test point at its closing brace") {
+  Result r = Parse(
+      "ok 1 - foo {\n"
+      "    ok 1 - inner\n"
+      "    1..1\n"
+      "}\n"
+      "not ok 2 - skipped one # TODO later {\n"
+      "    not ok 1 - broken\n"
+      "    1..1\n"
+      "}\n"
+      "1..2\n");
+  CHECK(r.log ==
+        "subtest 'foo'\n"
+        "[foo] ok 1 'inner'\n"
+        "[foo] plan 1\n"
+        "ok 1 'foo'\n"
+        "subtest 'skipped one'\n"
+        "[skipped one] not ok 1 'broken'\n"
+        "[skipped one] plan 1\n"
+        "not ok 2 'skipped one' # TODO 'later'\n"
+        "plan 2\n");
+  CHECK(r.problems == "");
+}
+
+TEST_CASE("a buffered subtest without its closing brace is a parse error; its test point still counts") {
+  Result r = Parse("ok 1 - foo {\n    ok 1 - inner\n    1..1\n1..1\n");
+  CHECK(r.tally.run == 1);
+  CHECK(r.tally.passed == 1);
+  CHECK(r.tally.parse_errors == 1);
+  CHECK(r.log.find("error: subtest 'foo' ended without its closing '}'") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace weft::tap

@@ -524,3 +524,25 @@ TEST_CASE("--control: a named pipe of control lines while the run goes on; contr
   CHECK(Has(r.out, R"("jobs_done":1)"));
   CHECK(!Has(r.out, R"("argv":["true"])"));
 }
+
+TEST_CASE("a Perl test with -T on its #! line runs in taint mode, PERL5LIB passed as -I (as prove does)") {
+  TempDir d;
+  d.Write("lib/Here.pm", "package Here; sub v { 42 } 1;\n");
+  d.Write("t/taint.t",
+          "#!/usr/bin/env perl -T\n"
+          "use Here;\n"
+          "print \"1..2\\n\";\n"
+          "print ${^TAINT} == 1 ? \"ok 1 - tainted\\n\" : \"not ok 1 - tainted\\n\";\n"
+          "print Here::v() == 42 ? \"ok 2 - lib found\\n\" : \"not ok 2\\n\";\n");
+  d.Write("t/plain.t", "#!/usr/bin/perl -w\nprint \"1..1\\nok 1 - plain ${^TAINT}\\n\";\n");
+  RunOptions o;
+  o.cwd = d.path();
+  o.env = {"PERL5LIB=" + d.path() + "/lib"};
+  Result list = Run({Bin("weft"), "list", "t"}, o);
+  CHECK(Has(list.out, R"("argv":["/usr/bin/perl","-T","-I)" + d.path() + R"(/lib","t/taint.t"])"));
+  CHECK(Has(list.out, R"("argv":["/usr/bin/perl","t/plain.t"])"));
+  Result r = Run({Bin("weft"), "test", "-v", "t"}, o);
+  CHECK(r.code == 0);
+  CHECK(Has(r.out, "t/taint.t: ok 2 - lib found"));
+  CHECK(Has(r.out, "t/plain.t: ok 1 - plain 0"));
+}

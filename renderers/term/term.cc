@@ -290,7 +290,8 @@ void Renderer::Line(std::string_view line) {
     // nested objects, no optional whitespace) that is known from the text
     // alone. Anything else is decoded.
     if (!o_.verbose && line.find(",\"ok\":true,") != std::string_view::npos &&
-        line.find(",\"source\":\"tap\"") != std::string_view::npos) {
+        (line.ends_with(",\"source\":\"tap\"}") ||  // top level: no scan
+         line.find(",\"source\":\"tap\"") != std::string_view::npos)) {
       if (auto job = JobOf(line)) {
         if (auto it = jobs_.find(*job); it != jobs_.end()) it->second.attach = false;
         return;

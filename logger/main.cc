@@ -13,6 +13,7 @@ constexpr const char* kProg = "weft-logger";
 
 int main(int argc, char** argv) {
   weft::InitStreamProcess();
+  weft::WidenStreamPipes();
   weft::logger::Options o;
   bool quiet = false;
   CLI::App app{

@@ -13,6 +13,7 @@ constexpr const char* kProg = "weft-overlord";
 
 int main(int argc, char** argv) {
   weft::InitStreamProcess();
+  weft::WidenStreamPipes();
   CLI::App app{
       "Reads the merged event stream of weft-runner on stdin, passes every "
       "line through unchanged, and adds `counts` events (at most ~10/s) and "

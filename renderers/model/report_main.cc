@@ -12,6 +12,7 @@ namespace weft::render {
 
 int ReportMain(int argc, char** argv, const ReportSpec& spec) {
   InitStreamProcess();
+  WidenStreamPipes();
   CLI::App app{spec.description, spec.name};
   events::InputOptions in;
   std::string output;

@@ -110,6 +110,7 @@ class Control {
 
 int main(int argc, char** argv) {
   weft::InitStreamProcess();
+  weft::WidenStreamPipes();
   weft::term::Options o;
   std::string color = "auto";
   CLI::App app{

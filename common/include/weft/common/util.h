@@ -19,6 +19,9 @@ std::string SelfDir();
 // For a path "/dev/fd/N" (N > 2): N, marked close-on-exec (a descriptor we
 // were started with, taken as it is); otherwise -1.
 int InheritedFd(const std::string& path);
+// Makes stdin and stdout 1 MiB pipes, when they are pipes (the stream
+// filters: overlord, logger, renderers).
+void WidenStreamPipes();
 
 // Prints "prog: error: message" (or warning) to stderr.
 void Error(std::string_view prog, std::string_view message);

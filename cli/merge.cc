@@ -74,13 +74,13 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
     }
   }
   int fd = STDOUT_FILENO;
-  std::string tmp = output + ".tmp";
+  AtomicFile file;
   if (!output.empty()) {
-    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      Error(kProg, fmt::format("cannot write {}: {}", tmp, strerror(errno)));
+    if (!file.Open(output)) {
+      Error(kProg, fmt::format("cannot write {}: {}", output, strerror(errno)));
       return 3;
     }
+    fd = file.fd();
   }
   bool ok = true;
   // What is merged goes out as it comes: memory stays small.
@@ -165,12 +165,7 @@ int Merge(const std::vector<std::string>& logs, const std::string& output,
   overlord.End();
 
   drain(true);
-  if (!output.empty()) {
-    ok = ok && fsync(fd) == 0;
-    ok = close(fd) == 0 && ok;
-    ok = ok && rename(tmp.c_str(), output.c_str()) == 0;
-    if (!ok) unlink(tmp.c_str());
-  }
+  if (!output.empty()) ok = ok && file.Commit();
   if (!ok) {
     Error(kProg, fmt::format("cannot write {}: {}", output.empty() ? "stdout" : output,
                              strerror(errno)));

@@ -64,6 +64,46 @@ int InheritedFd(const std::string& path) {
   return fcntl(n, F_SETFD, FD_CLOEXEC) == 0 ? n : -1;
 }
 
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    close(fd_);
+    unlink(tmp_.c_str());
+  }
+}
+
+bool AtomicFile::Open(const std::string& path) {
+  path_ = path;
+  tmp_ = path + ".XXXXXX";
+  fd_ = mkostemp(tmp_.data(), O_CLOEXEC);
+  if (fd_ < 0) return false;
+  // mkostemp makes it 0600; a report or log gets 0644 minus the umask,
+  // as a file made with open(…, 0644).
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd_, 0644 & ~mask);
+  return true;
+}
+
+bool AtomicFile::Commit() {
+  if (fd_ < 0) return false;
+  bool ok = fsync(fd_) == 0;
+  int e = errno;
+  if (close(fd_) != 0 && ok) {
+    ok = false;
+    e = errno;
+  }
+  fd_ = -1;
+  if (ok && rename(tmp_.c_str(), path_.c_str()) != 0) {
+    ok = false;
+    e = errno;
+  }
+  if (!ok) {
+    unlink(tmp_.c_str());
+    errno = e;
+  }
+  return ok;
+}
+
 void WidenStreamPipes() {
   // Between the stream filters, 1 MiB pipes instead of 64 KiB: each wakes
   // for more lines at a time (best effort: the system may cap it). A chain

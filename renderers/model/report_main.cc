@@ -56,13 +56,9 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
     return end == events::PumpEnd::kInterrupted ? kExitInterrupted : kExitPass;
   }
   // Whole or not at all: a temporary file beside it, renamed over it.
-  std::string tmp = output + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0 && events::WriteAll(fd, report) && fsync(fd) == 0;
-  if (fd >= 0 && close(fd) != 0) ok = false;
-  if (!ok || rename(tmp.c_str(), output.c_str()) != 0) {
+  AtomicFile file;
+  if (!file.Open(output) || !events::WriteAll(file.fd(), report) || !file.Commit()) {
     Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
-    unlink(tmp.c_str());
     return kExitHarness;
   }
   return end == events::PumpEnd::kInterrupted ? kExitInterrupted : kExitPass;

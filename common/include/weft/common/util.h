@@ -19,6 +19,28 @@ std::string SelfDir();
 // For a path "/dev/fd/N" (N > 2): N, marked close-on-exec (a descriptor we
 // were started with, taken as it is); otherwise -1.
 int InheritedFd(const std::string& path);
+// A file written whole or not at all: written under a temporary name
+// beside it (PATH.XXXXXX), then fsync'ed and renamed over PATH by
+// Commit(). Destroyed uncommitted, the temporary file goes.
+class AtomicFile {
+ public:
+  AtomicFile() = default;
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  // Creates the temporary file; false (errno set) when it cannot.
+  bool Open(const std::string& path);
+  int fd() const { return fd_; }
+  const std::string& tmp_path() const { return tmp_; }
+  // fsync, close, rename; false (errno set) on any failure, and then the
+  // temporary file is removed.
+  bool Commit();
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
 // Makes stdin and stdout 1 MiB pipes, when they are pipes (the stream
 // filters: overlord, logger, renderers).
 void WidenStreamPipes();

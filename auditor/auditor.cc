@@ -8,6 +8,9 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/signalfd.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -20,6 +23,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -78,6 +82,54 @@ std::vector<pid_t> Children() {
   pid_t kid;
   while (in >> kid) kids.push_back(kid);
   return kids;
+}
+
+// The processes of a process group, from /proc (a staged test is not our
+// child: what it leaves is found by its group).
+std::vector<pid_t> GroupMembers(pid_t pgid) {
+  std::vector<pid_t> members;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    long ppid = 0, pgrp = 0;
+    rest >> state >> ppid >> pgrp;
+    if (pgrp == pgid) members.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return members;
+}
+
+// A top-level scalar of a stage's one-line JSON answer (they are flat:
+// {"t":"spawned","pid":123}): a string's text (escapes left as they are)
+// or a number's digits; empty when absent. (The auditor links no JSON
+// reader: it stays small.)
+std::string_view StageField(std::string_view line, std::string_view key) {
+  std::string quoted = fmt::format("\"{}\"", key);
+  for (size_t at = line.find(quoted); at != std::string_view::npos;
+       at = line.find(quoted, at + 1)) {
+    size_t i = at + quoted.size();
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i >= line.size() || line[i] != ':') continue;
+    ++i;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i < line.size() && line[i] == '"') {
+      size_t end = i + 1;
+      while (end < line.size() && line[end] != '"') end += line[end] == '\\' ? 2 : 1;
+      return line.substr(i + 1, std::min(end, line.size()) - i - 1);
+    }
+    size_t end = i;
+    while (end < line.size() && (isdigit(static_cast<unsigned char>(line[end])) || line[end] == '-'))
+      ++end;
+    return line.substr(i, end - i);
+  }
+  return {};
 }
 
 // A process that has ended: a zombie (or gone).
@@ -281,6 +333,20 @@ class Auditor : public tap::Sink {
   }
 
   bool Spawn();
+  // The test forked by a stage (o_.stage): false with *why when the stage
+  // cannot (then it is spawned as usual).
+  bool StageSpawn(const std::vector<std::string>& env, int stdin_fd, int out_w, int err_w,
+                  int ev_w, pid_t* pid, std::string* why);
+  static void OnStage(uv_poll_t* h, int status, int events);
+  int stage_fd_ = -1;
+  uv_poll_t stage_poll_;
+  std::string stage_buf_;
+  bool staged_ = false;
+  bool stage_broken_ = false;  // it may have forked the test: no fallback
+  std::string stage_error_;  // why it was spawned after all
+  // What the test left behind: our children (we are a subreaper), or for
+  // a staged test the rest of its process group.
+  std::vector<pid_t> Leftovers() const { return staged_ ? GroupMembers(pid_) : Children(); }
   void StartJob();
   // "attempt" and "attempts", when the job may be (or was) retried; true
   // if it wrote them.
@@ -516,7 +582,7 @@ void Auditor::OnExit(int status) {
   // leftover is a descendant of one of our children).
   // A process that is still ending (a child the test forked and never
   // waited for) gets a moment to finish first: see OnLeakCheck.
-  if (std::vector<pid_t> kids = Children(); !kids.empty()) {
+  if (std::vector<pid_t> kids = Leftovers(); !kids.empty()) {
     if (term_sent_) {
       ::kill(-pid_, SIGKILL);
       KillOrphans(std::move(kids));
@@ -538,7 +604,7 @@ void Auditor::OnExit(int status) {
 // reported, and killed with whatever else is left.
 void Auditor::OnLeakCheck(uv_timer_t* t) {
   auto* self = static_cast<Auditor*>(t->data);
-  std::vector<pid_t> kids = Children();
+  std::vector<pid_t> kids = self->Leftovers();
   bool running = false;
   for (pid_t k : kids) running = running || !Ended(k);
   if (running && events::NowMicros() - self->leak_check_us_ < kLeakGraceUs) return;
@@ -787,6 +853,32 @@ bool Auditor::Spawn() {
       return false;
     }
   }
+  if (!o_.stage.empty()) {
+    pid_t pid = -1;
+    start_us_ = last_assert_us_ = events::NowMicros();
+    if (StageSpawn(env_store, stdin_fd, out[1], err[1], ev[1], &pid, &stage_error_)) {
+      close(out[1]);
+      close(err[1]);
+      close(ev[1]);
+      if (stdin_fd >= 0) close(stdin_fd);
+      pid_ = pid;
+      started_ = staged_ = true;
+      uv_pipe_open(&out_.pipe, out[0]);
+      uv_pipe_open(&err_.pipe, err[0]);
+      uv_pipe_open(&ev_.pipe, ev[0]);
+      uv_poll_init(loop_, &stage_poll_, stage_fd_);
+      stage_poll_.data = this;
+      uv_poll_start(&stage_poll_, UV_READABLE, OnStage);
+      return true;
+    }
+    // The stage cannot: the test is spawned as usual (job.start says why).
+    if (stage_broken_) {
+      for (int fd : {out[0], out[1], err[0], err[1], ev[0], ev[1]}) close(fd);
+      if (stdin_fd >= 0) close(stdin_fd);
+      spawn_error_ = fmt::format("cannot start {} on its stage: {}", o_.argv[0], stage_error_);
+      return false;
+    }
+  }
   SpawnRequest req;
   req.argv = o_.argv;
   req.stdin_fd = stdin_fd;
@@ -834,6 +926,119 @@ bool Auditor::Spawn() {
   return true;
 }
 
+bool Auditor::StageSpawn(const std::vector<std::string>& env, int stdin_fd, int out_w,
+                         int err_w, int ev_w, pid_t* pid, std::string* why) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (o_.stage.size() >= sizeof addr.sun_path) {
+    *why = "its socket's path is too long";
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  memcpy(addr.sun_path, o_.stage.c_str(), o_.stage.size() + 1);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    *why = fmt::format("cannot reach the stage at {}: {}", o_.stage, strerror(errno));
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  // The stage opens our pipes' write ends through /proc, then forks.
+  auto ours = [](int n) { return fmt::format("/proc/{}/fd/{}", getpid(), n); };
+  char cwd[4096] = "";
+  if (o_.cwd.empty() && !getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+  rapidjson::StringBuffer buf;
+  JsonWriter w(buf);
+  w.StartObject();
+  Key(w, "t");
+  events::String(w, "spawn");
+  Key(w, "argv");
+  w.StartArray();
+  for (const auto& a : o_.argv) events::TextValue(w, a);
+  w.EndArray();
+  Key(w, "env");
+  w.StartArray();
+  for (const auto& e : env) events::TextValue(w, e);
+  w.EndArray();
+  WriteText(w, "cwd", o_.cwd.empty() ? std::string(cwd) : o_.cwd);
+  Key(w, "fds");
+  w.StartArray();
+  events::TextValue(w, stdin_fd >= 0 ? ours(stdin_fd) : std::string("/dev/null"));
+  events::TextValue(w, ours(out_w));
+  events::TextValue(w, ours(err_w));
+  events::TextValue(w, ours(ev_w));
+  w.EndArray();
+  w.EndObject();
+  std::string request(buf.GetString(), buf.GetSize());
+  request.push_back('\n');
+  std::string reply;
+  if (events::WriteAll(fd, request)) {
+    // The answer is a fork away: a stage that takes more than 30 s is stuck.
+    char chunk[4096];
+    while (reply.find('\n') == std::string::npos) {
+      struct pollfd p = {fd, POLLIN, 0};
+      if (poll(&p, 1, 30000) <= 0) break;
+      ssize_t n = read(fd, chunk, sizeof chunk);
+      if (n <= 0) break;
+      reply.append(chunk, static_cast<size_t>(n));
+    }
+  }
+  size_t nl = reply.find('\n');
+  std::string line = reply.substr(0, nl);
+  std::string_view t = StageField(line, "t");
+  long spawned = std::strtol(std::string(StageField(line, "pid")).c_str(), nullptr, 10);
+  if (t == "spawned" && spawned > 0) {
+    *pid = static_cast<pid_t>(spawned);
+    stage_buf_ = nl == std::string::npos ? std::string() : reply.substr(nl + 1);
+    stage_fd_ = fd;
+    return true;
+  }
+  close(fd);
+  if (t == "error") {
+    // It did not fork: the test can be spawned as usual.
+    *why = fmt::format("the stage said: {:.300}", StageField(line, "message"));
+    return false;
+  }
+  // No answer we understand: it may have forked the test, which must not
+  // run twice. The job fails.
+  *why = line.empty() ? std::string("the stage did not answer")
+                      : fmt::format("the stage answered {:.300}", line);
+  stage_broken_ = true;
+  return false;
+}
+
+// The stage's word when the test has ended: its wait status.
+void Auditor::OnStage(uv_poll_t* h, int, int) {
+  auto* self = static_cast<Auditor*>(h->data);
+  char chunk[4096];
+  ssize_t n = read(self->stage_fd_, chunk, sizeof chunk);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n > 0) self->stage_buf_.append(chunk, static_cast<size_t>(n));
+  size_t nl = self->stage_buf_.find('\n');
+  bool done = false;
+  int status = 0;
+  if (nl != std::string::npos) {
+    std::string_view line(self->stage_buf_.data(), nl);
+    std::string_view st = StageField(line, "status");
+    if (StageField(line, "t") == "exited" && !st.empty()) {
+      done = true;
+      status = static_cast<int>(std::strtol(std::string(st).c_str(), nullptr, 10));
+    }
+  }
+  if (!done && n > 0 && nl == std::string::npos) return;
+  uv_poll_stop(h);
+  uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+  close(self->stage_fd_);
+  self->stage_fd_ = -1;
+  if (done) {
+    self->OnExit(status);
+  } else {
+    // The stage is gone: the test cannot be watched any longer.
+    self->stage_error_ = "the stage went away while the test ran";
+    ::kill(-self->pid_, SIGKILL);
+    self->OnExit(SIGKILL);  // as a wait status: killed by SIGKILL
+  }
+}
+
 void Auditor::StartJob() {
   JsonWriter& w = writer_.Begin("job.start", start_us_);
   WriteText(w, "name", o_.name.empty() ? o_.argv[0] : o_.name);
@@ -845,6 +1050,8 @@ void Auditor::StartJob() {
     Key(w, "pid");
     w.Int(pid_);
   }
+  if (staged_) WriteText(w, "stage", o_.stage);
+  if (!stage_error_.empty()) WriteText(w, "stage_error", stage_error_);
   if (o_.limits.timeout_s > 0) {
     Key(w, "timeout_s");
     w.Double(o_.limits.timeout_s);
@@ -868,6 +1075,7 @@ void Auditor::Finish() {
 
   std::vector<std::string> reasons;
   if (!spawn_error_.empty()) reasons.push_back(spawn_error_);
+  if (staged_ && !stage_error_.empty()) reasons.push_back(stage_error_);
   if (timeout_kind_) {
     std::string_view kind = timeout_kind_;
     if (kind == "wall")

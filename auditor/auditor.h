@@ -27,6 +27,9 @@ struct Options {
   std::vector<std::string> env;   // KEY=VALUE set for the test
   int attempts = 1;               // attempts allowed: a failure before the
                                   // last is retried (job.end says so)
+  // A stage's socket (docs/stages.md): the test is forked by that
+  // long-lived process, with its modules preloaded, instead of spawned.
+  std::string stage;
 };
 
 // Makes a test's TMPDIR, "weft-STEM-XXXXXX" under $TMPDIR (or /tmp);

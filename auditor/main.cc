@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "auditor.h"
+#include "guard.h"
 #include "server.h"
 
 int main(int argc, char** argv) {
@@ -29,10 +30,20 @@ int main(int argc, char** argv) {
   weft::AddEnvOption(app, &o.env, "the test's");
   app.add_option("--lifeline-fd", o.lifeline_fd,
                  "An fd whose EOF means the runner is gone: stop the test and exit");
+  app.add_option("--stage", o.stage,
+                 "Have the stage listening on this socket fork the test (its "
+                 "modules preloaded) instead of spawning it; supervised the same")
+      ->type_name("SOCKET");
   bool serve = false;
   app.add_flag("--serve", serve,
                "Be a fork server: read job requests from stdin (a socket, "
                "from weft-runner) and fork one auditor per job");
+  bool guard = false;
+  app.add_flag("--guard", guard,
+               "Guard a service instead of auditing a test: run COMMAND in its "
+               "own process group with our stdout and stderr; stop it (TERM, "
+               "--kill-grace, KILL) on SIGTERM or when --lifeline-fd ends; "
+               "exit with its status (weft-runner's services use this)");
   app.prefix_command();
   app.footer("Exit codes: 0 the test passed, 1 it failed, 2 usage error, "
              "3 the auditor failed, 130 interrupted.\nSee docs/weft-auditor.md.");
@@ -55,5 +66,6 @@ int main(int argc, char** argv) {
     weft::Error("weft-auditor", "no test command given\nTry 'weft-auditor --help' for more information.");
     return weft::kExitUsage;
   }
+  if (guard) return weft::auditor::Guard(o);
   return weft::auditor::Run(o);
 }

@@ -10,8 +10,8 @@
 namespace weft::auditor {
 namespace {
 
-constexpr std::array<std::string_view, 7> kAllowed = {
-    "plan", "assert", "diag", "note", "attachment", "timing", "bail"};
+constexpr std::array<std::string_view, 8> kAllowed = {
+    "plan", "assert", "diag", "note", "attachment", "timing", "bail", "deps"};
 constexpr std::array<std::string_view, 5> kEnvelope = {"run", "job", "seq",
                                                        "ts", "source"};
 
@@ -114,7 +114,7 @@ bool ParseNative(std::string_view line, NativeEvent* e, std::string* err) {
   if (!allowed) {
     *err = "type \"" + std::string(e->type) +
            "\" is not one a test may send (plan, assert, diag, note, "
-           "attachment, timing, bail)";
+           "attachment, timing, bail, deps)";
     return false;
   }
   Handler h;

@@ -28,6 +28,7 @@ std::string EncodeJob(const Options& o) {
   add(o.limits.stdin_path);
   add(o.cwd);
   add(std::to_string(o.attempts));
+  add(o.stage);
   add(std::to_string(o.env.size()));
   for (const auto& e : o.env) add(e);
   for (const auto& a : o.argv) add(a);
@@ -43,7 +44,7 @@ bool DecodeJob(std::string_view m, Options* o) {
     f.push_back(m.substr(start, nul - start));
     start = nul + 1;
   }
-  if (f.size() < 16 || f[0] != "J") return false;
+  if (f.size() < 17 || f[0] != "J") return false;
   o->run = std::string(f[1]);
   auto [p, ec] = std::from_chars(f[2].data(), f[2].data() + f[2].size(), o->job);
   if (ec != std::errc() || p != f[2].data() + f[2].size()) return false;
@@ -61,10 +62,11 @@ bool DecodeJob(std::string_view m, Options* o) {
   o->limits.stdin_path = std::string(f[11]);
   o->cwd = std::string(f[12]);
   o->attempts = static_cast<int>(num(f[13]));
-  size_t n_env = static_cast<size_t>(num(f[14]));
-  if (n_env > f.size() - 16) return false;
-  o->env.assign(f.begin() + 15, f.begin() + 15 + static_cast<long>(n_env));
-  o->argv.assign(f.begin() + 15 + static_cast<long>(n_env), f.end());
+  o->stage = std::string(f[14]);
+  size_t n_env = static_cast<size_t>(num(f[15]));
+  if (n_env > f.size() - 17) return false;
+  o->env.assign(f.begin() + 16, f.begin() + 16 + static_cast<long>(n_env));
+  o->argv.assign(f.begin() + 16 + static_cast<long>(n_env), f.end());
   return !o->argv.empty() && !o->argv[0].empty();
 }
 

@@ -11,7 +11,7 @@
 
 namespace weft::auditor {
 
-// "J\0run\0job\0name\0timeout\0idle\0exit\0grace\0attempt\0keep\0leaks\0stdin\0argv0\0argv1…" (NUL-separated: no
+// "J\0run\0job\0name\0timeout\0idle\0exit\0grace\0attempt\0keep\0leaks\0stdin\0cwd\0attempts\0stage\0nenv\0env…\0argv0\0argv1…" (NUL-separated: no
 // field of a command line can hold a NUL).
 std::string EncodeJob(const Options& o);
 // False when the message is malformed.

@@ -94,7 +94,14 @@ int Serve(int control) {
       o.tmpdir = std::move(free_dirs.back());
       free_dirs.pop_back();
     }
+    // The stop signals are blocked across the fork: the runner may send
+    // one as soon as it learns the pid, before the child could block them.
+    sigset_t stops, before;
+    sigemptyset(&stops);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stops, sig);
+    sigprocmask(SIG_BLOCK, &stops, &before);
     pid_t pid = fork();
+    if (pid != 0) sigprocmask(SIG_SETMASK, &before, nullptr);
     if (pid == 0) {
       // The auditor for this job: its stdout is the job's pipe. The signals
       // that stop a job stay blocked from here on (the auditor reads them

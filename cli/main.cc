@@ -7,6 +7,7 @@
 #include <weft/events/writer.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <sys/stat.h>
@@ -16,6 +17,8 @@
 
 #include "chain.h"
 #include "merge.h"
+#include "server.h"
+#include "watch.h"
 #include "scoreboard.h"
 #include "history.h"
 #include "runner_options.h"
@@ -78,22 +81,36 @@ bool ReadConfig(const weft::runner::Options& o, weft::runner::Config* config,
   return true;
 }
 
-int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
-  std::vector<std::string> paths = o.paths;
+// Each path given names something; else says which does not.
+bool PathsExist(const std::vector<std::string>& paths) {
   for (const auto& p : paths) {
     struct stat st;
     if (stat(p.c_str(), &st) != 0) {
       weft::Error(kProg, fmt::format("{}: {}", p, strerror(errno)));
-      return weft::kExitUsage;
+      return false;
     }
   }
+  return true;
+}
+
+// weft-render-term's arguments for how to show a run: the flags given,
+// else weft.toml's [render].
+std::vector<std::string> RenderArgs(ShowOptions show, const weft::runner::Config& config) {
+  if (show.color.empty()) show.color = config.color.value_or("auto");
+  std::vector<std::string> args = {"--color=" + show.color};
+  if (show.verbose || config.verbose.value_or(false)) args.push_back("-v");
+  if (!config.colors.empty()) args.push_back("--colors=" + config.colors);
+  return args;
+}
+
+int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
+  std::vector<std::string> paths = o.paths;
+  if (!PathsExist(paths)) return weft::kExitUsage;
   weft::runner::Config config;
   int rc = 0;
   std::string moved_from;
   if (!ReadConfig(o, &config, &paths, &rc, &moved_from)) return rc;
   show.log = weft::runner::RebasePath(show.log, moved_from);
-  if (show.color.empty()) show.color = config.color.value_or("auto");
-  if (!show.verbose) show.verbose = config.verbose.value_or(false);
 
   std::string dir = weft::SelfDir();
   std::vector<std::string> runner = {dir + "/weft-runner"};
@@ -104,10 +121,8 @@ int Test(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
   std::vector<std::string> logger = {dir + "/weft-logger"};
   if (!show.log.empty()) logger.push_back("--output=" + show.log);
   if (show.zstd) logger.push_back("--zstd");
-  std::vector<std::string> render = {dir + "/weft-render-term",
-                                     "--color=" + show.color};
-  if (show.verbose) render.push_back("-v");
-  if (!config.colors.empty()) render.push_back("--colors=" + config.colors);
+  std::vector<std::string> render = {dir + "/weft-render-term"};
+  for (auto& a : RenderArgs(show, config)) render.push_back(std::move(a));
 
   // The renderer's keys reach the runner in band: a pipe from the one to
   // the other, fd 3 of each (q sends {"type":"stop"}).
@@ -243,8 +258,94 @@ int Status(bool json) {
   }
   for (const auto& s : stale)
     weft::Warning(kProg, fmt::format("removed /dev/shm/{}: its run's weft-overlord is gone", s));
+  if (!json) {
+    // This project's persistent runner, if one serves it.
+    weft::runner::Options none;
+    weft::runner::Config config;
+    std::vector<std::string> paths;
+    int rc = 0;
+    std::string server;
+    if (ReadConfig(none, &config, &paths, &rc)) {
+      if (config.file.empty()) weft::cli::EnterServedRoot();
+      server = weft::cli::ServerStatus();
+    }
+    if (!server.empty() && runs.empty()) out = server;
+    else out = server + out;
+  }
   fmt::print("{}", out);
   return 0;
+}
+
+// weft start: a persistent runner for the project, in the background.
+int Start(const std::optional<int>& jobs, bool zstd, const weft::runner::Options& o) {
+  weft::runner::Config config;
+  std::vector<std::string> paths;
+  int rc = 0;
+  if (!ReadConfig(o, &config, &paths, &rc)) return rc;
+  std::vector<std::string> args;
+  if (jobs) args.push_back(*jobs == 0 ? "--jobs=auto" : fmt::format("--jobs={}", *jobs));
+  // The weft.toml read here is the runner's too (we are in its root now).
+  if (o.no_config)
+    args.push_back("--no-config");
+  else if (!config.file.empty())
+    args.push_back("--config=" + std::filesystem::absolute(config.file).string());
+  return weft::cli::ServerStart(args, zstd);
+}
+
+// weft run: a run on the project's persistent runner, shown live.
+int RunOn(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show) {
+  if (o.repeat || o.until_fail) {
+    weft::Error(kProg, "--repeat, --forever and --until-fail are for weft test (a "
+                       "persistent runner serves one run per request)");
+    return weft::kExitUsage;
+  }
+  if (!o.jobs_from.empty()) {
+    weft::Error(kProg, "--jobs-from is for weft-runner (or weft test), not weft run");
+    return weft::kExitUsage;
+  }
+  char here[4096] = "";
+  if (!getcwd(here, sizeof here)) {
+    weft::Error(kProg, fmt::format("getcwd: {}", strerror(errno)));
+    return weft::kExitHarness;
+  }
+  if (!PathsExist(o.paths)) return weft::kExitUsage;
+  weft::runner::Config config;
+  std::vector<std::string> paths = o.paths;
+  int rc = 0;
+  if (!ReadConfig(o, &config, &paths, &rc)) return rc;
+  if (config.file.empty()) weft::cli::EnterServedRoot();
+  std::vector<std::string> args = Forwarded(cmd);
+  args.push_back("--");
+  args.insert(args.end(), o.paths.begin(), o.paths.end());
+  return weft::cli::ServerRun(args, here, RenderArgs(show, config));
+}
+
+// weft watch: the tests now, then again on every change, until stopped.
+int WatchCmd(CLI::App* cmd, const weft::runner::Options& o, ShowOptions show, int debounce_ms) {
+  if (o.repeat || o.until_fail || !o.jobs_from.empty()) {
+    weft::Error(kProg, "--repeat, --forever, --until-fail and --jobs-from are not for weft watch");
+    return weft::kExitUsage;
+  }
+  if (!PathsExist(o.paths)) return weft::kExitUsage;
+  weft::runner::Config config;
+  std::vector<std::string> paths = o.paths;
+  int rc = 0;
+  std::string moved_from;
+  if (!ReadConfig(o, &config, &paths, &rc, &moved_from)) return rc;
+  weft::cli::WatchOptions w;
+  w.run_args = Forwarded(cmd, moved_from);
+  w.run_args.push_back("--");
+  w.run_args.insert(w.run_args.end(), paths.begin(), paths.end());
+  w.render = RenderArgs(show, config);
+  w.zstd = show.zstd;
+  w.debounce_ms = debounce_ms;
+  int tty = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  struct termios saved;
+  bool restore = tty >= 0 && tcgetpgrp(tty) == getpgrp() && tcgetattr(tty, &saved) == 0;
+  int code = weft::cli::Watch(w);
+  if (restore && tcgetpgrp(tty) == getpgrp()) tcsetattr(tty, TCSANOW, &saved);
+  if (tty >= 0) close(tty);
+  return code;
 }
 
 // Replaces this process with args[0] (a weft executable beside us); on
@@ -478,6 +579,63 @@ int main(int argc, char** argv) {
                  "1 fail, 3 harness failure, 4 no tests, 130 interrupted); 2 when "
                  "the log cannot be read.");
 
+  std::optional<int> start_jobs;
+  bool start_zstd = false;
+  weft::runner::Options so;
+  CLI::App* start = app.add_subcommand(
+      "start", "Start a persistent runner for this project, in the background: "
+               "`weft run` then runs tests on it");
+  start->add_option_function<std::string>(
+           "-j,--jobs", [&](const std::string& v) { start_jobs = v == "auto" ? 0 : std::stoi(v); },
+           "Run N tests at once, or auto (default: weft.toml's jobs, else auto)")
+      ->check(weft::runner::CheckJobs)
+      ->type_name("N|auto");
+  start->add_flag("--zstd", start_zstd, "Compress the runs' logs (.jsonl.zst)");
+  start->add_option("--config", so.config, "Read this weft.toml");
+  start->add_flag("--no-config", so.no_config, "Read no weft.toml");
+  start->footer("Exit codes: 0 started, 2 one already serves this project (or a usage "
+                "error), 3 it could not start (.weft/server.log says why).");
+
+  weft::runner::Options ro_run;
+  ShowOptions run_show;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run", "Run tests on this project's persistent runner (weft start) and show "
+             "them as weft test does");
+  weft::runner::AddRunnerOptions(*run_cmd, &ro_run);
+  run_cmd->add_flag("-v,--verbose", run_show.verbose, "Show every job and assertion");
+  run_cmd->add_option("--color", run_show.color, "auto, always or never (default: auto)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  run_cmd->footer("Exit codes: the run's, as weft test's: 0 all passed, 1 a test failed, "
+                  "2 usage error or no runner serves here, 3 weft itself failed (or the "
+                  "runner went away), 4 no test ran, 130 interrupted.");
+
+  weft::runner::Options wo;
+  ShowOptions watch_show;
+  int debounce_ms = 100;
+  CLI::App* watch = app.add_subcommand(
+      "watch", "Run the tests, then again whenever a file of the project changes: the "
+               "tests that changed or loaded a changed file (staged tests say what they "
+               "load), else all; q or Ctrl-C stops");
+  weft::runner::AddRunnerOptions(*watch, &wo);
+  watch->add_flag("-v,--verbose", watch_show.verbose, "Show every job and assertion");
+  watch->add_option("--color", watch_show.color, "auto, always or never (default: auto)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  watch->add_flag("--zstd", watch_show.zstd, "Compress the runs' logs (.jsonl.zst)");
+  watch->add_option("--debounce", debounce_ms,
+                    "Milliseconds of quiet after a change before the rerun (default: 100)")
+      ->check(CLI::Range(0, 60000));
+  watch->footer("Exit codes: 0 stopped with q, 2 usage error, 3 weft itself failed, "
+                "130 interrupted (Ctrl-C).");
+
+  double stop_grace = 10;
+  CLI::App* stop = app.add_subcommand(
+      "stop", "Stop this project's persistent runner: running tests get a grace to "
+              "finish, then are stopped");
+  stop->add_option("--grace", stop_grace,
+                   "Seconds running tests get to finish (default: 10)")
+      ->check(CLI::Range(0.0, 86400.0));
+  stop->footer("Exit codes: 0 stopped, 2 no runner serves this project.");
+
   bool status_json = false;
   CLI::App* status = app.add_subcommand(
       "status", "Show the runs going on on this machine, from their live scoreboards");
@@ -501,6 +659,18 @@ int main(int argc, char** argv) {
     return weft::cli::Merge(merge_logs, merge_output, args);
   }
   if (test->parsed()) return Test(test, t, show);
+  if (start->parsed()) return Start(start_jobs, start_zstd, so);
+  if (run_cmd->parsed()) return RunOn(run_cmd, ro_run, run_show);
+  if (watch->parsed()) return WatchCmd(watch, wo, watch_show, debounce_ms);
+  if (stop->parsed()) {
+    weft::runner::Options none;
+    weft::runner::Config config;
+    std::vector<std::string> paths;
+    int rc = 0;
+    if (!ReadConfig(none, &config, &paths, &rc)) return rc;
+    if (config.file.empty()) weft::cli::EnterServedRoot();
+    return weft::cli::ServerStop(stop_grace);
+  }
   if (list->parsed()) return List(list, l);
   if (rebuild->parsed()) return HistoryRebuild();
   if (replay->parsed()) return Replay(ro);

@@ -67,9 +67,11 @@ struct ChildPlan {
   for (auto [from, to] : req.extra_fds) ok = ok && move(from, to);
   if (ok && req.cwd && chdir(req.cwd) != 0) ok = false;
   if (ok) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    sigset_t mask;
+    sigemptyset(&mask);
+    if (req.block_stop_signals)
+      for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+    sigprocmask(SIG_SETMASK, &mask, nullptr);
     execvpe(plan->argv[0], plan->argv, plan->envp);
   }
   *err = errno ? errno : EINVAL;
@@ -123,9 +125,11 @@ int Spawn(const SpawnRequest& req, pid_t* pid) {
   // exec resets caught signals by itself; only ignored ones survive it, so
   // only those need resetting (64 sigaction calls per spawn otherwise).
   const sigset_t& ignored = IgnoredSignals();
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t mask;
+  sigemptyset(&mask);
+  if (req.block_stop_signals)
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+  posix_spawnattr_setsigmask(&attr, &mask);
   posix_spawnattr_setsigdefault(&attr, &ignored);
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
   if (req.new_session) flags |= POSIX_SPAWN_SETSID;

@@ -22,6 +22,29 @@ std::string SignalName(int sig) {
   return fmt::format("signal {}", sig);
 }
 
+int WorstExit(int a, int b) {
+  auto rank = [](int code) {
+    switch (code) {
+      case 4: return 0;
+      case 0: return 1;
+      case 1: return 2;
+      case 130: return 3;
+      case 2: return 4;
+      default: return 5;  // 3, and anything unknown
+    }
+  };
+  return rank(a) >= rank(b) ? a : b;
+}
+
+bool SafeRunId(std::string_view run) {
+  if (run.empty() || run.size() > 200 || run[0] == '.') return false;
+  for (char c : run)
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
 std::string NewRunId() {
   time_t now = time(nullptr);
   struct tm tm;

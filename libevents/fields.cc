@@ -134,11 +134,17 @@ bool Fields::StrTable(std::string_view key,
     if (item.get_object().get(obj)) return false;
     std::vector<std::string> row;
     for (std::string_view column : columns) {
+      simdjson::ondemand::value value;
       std::string_view v;
-      if (obj.find_field_unordered(column).get_string().get(v))
+      int64_t n;
+      if (obj.find_field_unordered(column).get(value))
         row.emplace_back();
-      else
+      else if (!value.get_string().get(v))
         row.emplace_back(v);
+      else if (!value.get_int64().get(n))
+        row.push_back(std::to_string(n));
+      else
+        row.emplace_back();
     }
     rows->push_back(std::move(row));
   }

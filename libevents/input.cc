@@ -92,7 +92,7 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     if (n == 0) {
       // A followed log too new to tell (a compressed one shows nothing
       // for up to a second): wait for its first bytes.
-      if (!in.follow || !regular || StopCount() >= 1) break;
+      if (!in.follow || !regular || StopCount() >= in.stop_signals) break;
       usleep(50 * 1000);
       continue;
     }
@@ -149,7 +149,7 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     if (n > 0) continue;
     // Stop following at the run's end, or when asked to stop (a first
     // signal: what came so far is shown).
-    if (!follow || (done && done()) || StopCount() >= 1) break;
+    if (!follow || (done && done()) || StopCount() >= in.stop_signals) break;
     // At the end for now: wait for the writer (at most 1 s between looks,
     // in case the file was replaced rather than appended to).
     if (h.tick) h.tick();

@@ -15,15 +15,6 @@
 namespace weft::logger {
 namespace {
 
-bool SafeRunId(std::string_view run) {
-  if (run.empty() || run.size() > 200 || run[0] == '.') return false;
-  for (char c : run)
-    if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-          c == '.'))
-      return false;
-  return true;
-}
-
 bool MakeDir(const std::string& path, std::string* err) {
   if (mkdir(path.c_str(), 0777) == 0 || errno == EEXIST) return true;
   *err = fmt::format("cannot create {}: {}", path, strerror(errno));

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-scoreboard", no_scoreboard,
                "Keep no live scoreboard in shared memory (/dev/shm/weft-<run-id>, "
                "read by weft status)");
+  bool serve = false;
+  app.add_flag("--serve", serve,
+               "The stream of a persistent runner (weft start): any number of "
+               "runs, none included; exit 0 unless this process fails");
   app.footer("Exit codes: 0 all passed, 1 a test failed, 2 unreadable stream "
              "(unknown schema), 3 harness failure (a chain process died, a "
              "write failed), 4 no test ran, 130 interrupted.\n"
@@ -32,6 +36,7 @@ int main(int argc, char** argv) {
   weft::events::InstallStopCounter();
   weft::events::EventWriter out("", -1);
   weft::overlord::Overlord overlord(&out, !no_scoreboard);
+  overlord.set_serve(serve);
   weft::events::LineReader reader;
   bool write_failed = false;
   auto flush = [&] {
@@ -67,5 +72,5 @@ int main(int argc, char** argv) {
     return weft::kExitInterrupted;
   if (write_failed || end != weft::events::PumpEnd::kEof)
     return weft::kExitHarness;
-  return overlord.exit_code();
+  return serve ? 0 : overlord.exit_code();
 }

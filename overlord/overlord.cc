@@ -1,6 +1,7 @@
 #include "overlord.h"
 
 #include <fmt/format.h>
+#include <weft/common/util.h>
 
 #include <algorithm>
 
@@ -322,24 +323,27 @@ void Overlord::Summary(Run& r, int64_t end_ts, bool interrupted, bool runner_err
                  unfinished > 0;
   int64_t ran = r.jobs_passed + r.jobs_failed + r.jobs_skipped;
   const char* verdict;
+  int code;
   if (harness) {
-    exit_code_ = 3, verdict = "harness error";
+    code = 3, verdict = "harness error";
   } else if (interrupted) {
-    exit_code_ = 130, verdict = "interrupted";
+    code = 130, verdict = "interrupted";
   } else if (r.jobs_failed > 0 || r.bailed) {
-    exit_code_ = 1, verdict = "fail";
+    code = 1, verdict = "fail";
   } else if (ran == 0) {
-    exit_code_ = 4, verdict = "no tests";
+    code = 4, verdict = "no tests";
   } else {
-    exit_code_ = 0, verdict = "pass";
+    code = 0, verdict = "pass";
   }
+  // Several runs in the stream (a repeat): the worst of them.
+  exit_code_ = summaries_++ ? WorstExit(exit_code_, code) : code;
 
   if (!r.id.empty()) out_->set_run(r.id);
   JsonWriter& w = out_->Begin("summary");
   Key(w, "verdict");
   String(w, verdict);
   Key(w, "exit");
-  w.Int(exit_code_);
+  w.Int(code);
   Key(w, "jobs");
   w.StartObject();
   Key(w, "planned");
@@ -440,6 +444,7 @@ void Overlord::Summary(Run& r, int64_t end_ts, bool interrupted, bool runner_err
 
 void Overlord::End() {
   if (fatal_) return;
+  if (!saw_hello_ && serve_ && line_no_ == 0) return;  // served no run
   if (!saw_hello_) {
     // Nothing at all came: whoever was upstream died before starting.
     Run& r = RunOf(out_->run());

@@ -45,6 +45,8 @@ class Overlord {
   Overlord& operator=(const Overlord&) = delete;
 
   void Line(std::string_view line);
+  // A persistent runner's stream: it may end without any run.
+  void set_serve(bool serve) { serve_ = serve; }
   // Upstream ended. Completes every run whose run.end never came.
   void End();
   // Emits a counts event for each run whose counts changed, if "now"
@@ -54,7 +56,7 @@ class Overlord {
   // Milliseconds until a pending counts event may be written, or -1.
   int PendingMs(int64_t now_us) const;
 
-  // The exit code of the last run summarised (4 before any).
+  // The exit code of the stream: the worst of its runs' (4 before any).
   int exit_code() const { return exit_code_; }
   bool fatal() const { return fatal_; }
   const std::string& fatal_message() const { return fatal_message_; }
@@ -111,12 +113,14 @@ class Overlord {
   uint64_t line_no_ = 0;
   bool saw_hello_ = false;
   bool scoreboard_ = false;
+  bool serve_ = false;
   std::map<std::string, std::unique_ptr<Run>, std::less<>> runs_;
   Run* last_ = nullptr;  // the run of the last line (most lines follow it)
   // Runs that ended lately: a straggler line of theirs is passed on, and
   // does not open the run again.
   std::vector<std::string> ended_;
   int exit_code_ = 4;
+  int64_t summaries_ = 0;
   bool fatal_ = false;  // the stream cannot be read (schema)
   std::string fatal_message_;
 };

@@ -185,6 +185,8 @@ class Reader {
   bool LayerKey(const toml::key& key, const toml::node& value, Override* o, bool* ok);
   bool GroupTable(const toml::key& k, const toml::node& v, Config* c);
   bool OverrideTable(const toml::key& k, const toml::node& v, Config* c);
+  bool ServiceTable(const toml::key& k, const toml::node& v, Config* c);
+  bool StageTable(const toml::key& k, const toml::node& v, Config* c);
 
  private:
   std::string file_;
@@ -282,6 +284,134 @@ bool Reader::OverrideTable(const toml::key& k, const toml::node& v, Config* c) {
   return true;
 }
 
+bool Reader::ServiceTable(const toml::key& k, const toml::node& v, Config* c) {
+  const toml::array* a = v.as_array();
+  if (!a || !a->is_array_of_tables())
+    return Error(v.source(), k.str(), "must be written as [[service]] tables");
+  for (const toml::node& item : *a) {
+    Service svc;
+    int readies = 0;
+    for (auto&& [key, value] : *item.as_table()) {
+      std::string_view n = key.str();
+      bool ok = true;
+      if (n == "name") {
+        ok = Str(key, value, &svc.name);
+      } else if (n == "command") {
+        if (value.is_string()) {
+          svc.command = {"/bin/sh", "-c", *value.value<std::string>()};
+        } else {
+          ok = Strings(key, value, &svc.command, false);
+        }
+      } else if (n == "ready_port") {
+        std::optional<int> port;
+        ok = Int(key, value, 1, 65535, &port);
+        if (ok) svc.ready_port = *port;
+        ++readies;
+      } else if (n == "ready_file") {
+        ok = Str(key, value, &svc.ready_file);
+        ++readies;
+      } else if (n == "ready_line") {
+        ok = Str(key, value, &svc.ready_line);
+        if (ok && svc.ready_line.empty()) ok = Error(value.source(), n, "must not be empty");
+        ++readies;
+      } else if (n == "ready_timeout") {
+        std::optional<double> d;
+        ok = Number(key, value, true, &d);
+        if (ok) svc.ready_timeout_s = *d;
+      } else if (n == "stop_grace") {
+        std::optional<double> d;
+        ok = Number(key, value, false, &d);
+        if (ok) svc.stop_grace_s = *d;
+      } else if (n == "env") {
+        ok = Env(key, value, &svc.env);
+      } else {
+        return Unknown(key, {"name", "command", "ready_port", "ready_file", "ready_line",
+                             "ready_timeout", "stop_grace", "env"});
+      }
+      if (!ok) return false;
+    }
+    if (svc.name.empty()) return Error(item.source(), "service", "needs a name");
+    if (svc.command.empty()) return Error(item.source(), "service", "needs a command");
+    if (readies > 1)
+      return Error(item.source(), "service",
+                   "takes one of ready_port, ready_file and ready_line");
+    for (const auto& other : c->services)
+      if (other.name == svc.name)
+        return Error(item.source(), "service",
+                     fmt::format("\"{}\" is defined twice", svc.name));
+    c->services.push_back(std::move(svc));
+  }
+  return true;
+}
+
+bool Reader::StageTable(const toml::key& k, const toml::node& v, Config* c) {
+  const toml::array* a = v.as_array();
+  if (!a || !a->is_array_of_tables())
+    return Error(v.source(), k.str(), "must be written as [[stage]] tables");
+  for (const toml::node& item : *a) {
+    Stage st;
+    bool has_paths = false;
+    for (auto&& [key, value] : *item.as_table()) {
+      std::string_view n = key.str();
+      bool ok = true;
+      if (n == "name") {
+        ok = Str(key, value, &st.name);
+        if (ok && (st.name.empty() || st.name.find_first_not_of(
+                                          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+                                          std::string::npos))
+          ok = Error(value.source(), n, "must be letters, digits, - and _");
+      } else if (n == "lang") {
+        ok = Str(key, value, &st.lang);
+        if (ok && st.lang.empty()) ok = Error(value.source(), n, "must not be empty");
+      } else if (n == "preload") {
+        ok = Strings(key, value, &st.preload);
+      } else if (n == "inc") {
+        ok = Strings(key, value, &st.inc);
+      } else if (n == "paths") {
+        ok = Strings(key, value, &st.paths, false);
+        has_paths = true;
+      } else if (n == "command") {
+        ok = Strings(key, value, &st.command, false);
+      } else if (n == "from") {
+        ok = Str(key, value, &st.from);
+        if (ok) {
+          auto base = std::find_if(c->stages.begin(), c->stages.end(),
+                                   [&](const Stage& b) { return b.name == st.from; });
+          if (base == c->stages.end())
+            ok = Error(value.source(), n, fmt::format("names no stage defined before this one "
+                                                      "(\"{}\")", st.from));
+          else if (!base->from.empty())
+            ok = Error(value.source(), n, fmt::format("\"{}\" is itself built on \"{}\": one "
+                                                      "level only", st.from, base->from));
+        }
+      } else {
+        return Unknown(key, {"name", "lang", "command", "preload", "inc", "paths", "from"});
+      }
+      if (!ok) return false;
+    }
+    if (st.name.empty()) return Error(item.source(), "stage", "needs a name");
+    if (!has_paths) return Error(item.source(), "stage", "needs paths");
+    if (st.command.empty() && st.lang != "perl" && st.lang != "python")
+      return Error(item.source(), "stage",
+                   fmt::format("\"{}\": weft ships stages for perl and python; for {} give "
+                               "its command", st.name, st.lang));
+    if (!st.from.empty() && !st.command.empty())
+      return Error(item.source(), "stage", "is built on another stage or has a command, not both");
+    if (!st.from.empty()) {
+      for (const auto& b : c->stages)
+        if (b.name == st.from && b.lang != st.lang)
+          return Error(item.source(), "stage",
+                       fmt::format("\"{}\" is {}, \"{}\" is {}: a stage is built on one of "
+                                   "its own language", st.name, st.lang, b.name, b.lang));
+    }
+    for (const auto& other : c->stages)
+      if (other.name == st.name)
+        return Error(item.source(), "stage", fmt::format("\"{}\" is defined twice", st.name));
+    c->stages.push_back(std::move(st));
+  }
+  return true;
+}
+
 bool Reader::Top(const toml::table& t, Config* c) {
   for (auto&& [key, value] : t) {
     std::string_view n = key.str();
@@ -335,6 +465,10 @@ bool Reader::Top(const toml::table& t, Config* c) {
       ok = GroupTable(key, value, c);
     } else if (n == "override") {
       ok = OverrideTable(key, value, c);
+    } else if (n == "service") {
+      ok = ServiceTable(key, value, c);
+    } else if (n == "stage") {
+      ok = StageTable(key, value, c);
     } else if (n == "render") {
       const toml::table* rt = value.as_table();
       if (!rt) return Error(value.source(), n, "must be a table");
@@ -356,7 +490,8 @@ bool Reader::Top(const toml::table& t, Config* c) {
                            "idle_timeout", "exit_timeout", "kill_grace", "keep",
                            "leaks", "stdin", "retries", "bail", "flaky_fails",
                            "failed_first", "order", "seed", "env",
-                           "interpreters", "group", "override", "render"});
+                           "interpreters", "group", "override", "service",
+                           "stage", "render"});
     }
     if (!ok) return false;
   }

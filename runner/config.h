@@ -18,6 +18,40 @@ struct Group {
   int max_parallel = 1;
 };
 
+// A service a suite needs (a database, a server): started before each run,
+// in weft.toml's order, each once the one before is ready; stopped after
+// the run in reverse order.
+struct Service {
+  std::string name;
+  std::vector<std::string> command;  // argv; a string in weft.toml: sh -c
+  // Ready when: its port accepts a connection (on 127.0.0.1), a file
+  // exists, or a line of its output contains this text; none: at once.
+  int ready_port = 0;
+  std::string ready_file;
+  std::string ready_line;
+  double ready_timeout_s = 30;
+  double stop_grace_s = 5;           // TERM, then KILL
+  std::vector<std::string> env;      // KEY=VALUE
+};
+
+// A stage (docs/stages.md): a long-lived process in the tests' language
+// that loads modules once and forks a child per test, so each test starts
+// with them loaded. Jobs whose names match "paths" use it.
+struct Stage {
+  std::string name;
+  std::string lang = "perl";          // perl or python
+  // A stage of one's own (any language): started as COMMAND --socket PATH
+  // --name NAME [--inc=DIR]... [--preload=MODULE]...; then lang is only a
+  // label.
+  std::vector<std::string> command;
+  std::vector<std::string> preload;   // modules
+  std::vector<std::string> inc;       // perl: -I directories; python: sys.path
+  std::vector<std::string> paths;     // globs of the jobs it runs
+  // Built on this stage (one defined before it, itself built on none):
+  // forked from it, keeping what it loaded, loading "preload" on top.
+  std::string from;
+};
+
 // Settings for the jobs whose names match "paths" (globs); later overrides
 // win over earlier ones, every override over the top level.
 // The top level of weft.toml and the command line are layers of the same
@@ -43,6 +77,8 @@ struct Config {
   std::map<std::string, std::vector<std::string>> interpreters;
   std::vector<Group> groups;
   std::vector<Override> overrides;
+  std::vector<Service> services;
+  std::vector<Stage> stages;
   std::optional<std::string> color;  // [render]
   std::optional<bool> verbose;
   // [render.colors]: "role=value,…" for weft-render-term --colors (each

@@ -32,10 +32,34 @@ int main(int argc, char** argv) {
                "each from one auditor server");
   app.add_flag("--list", o.list,
                "Print the job specs this run would start, as JSONL, and exit");
+  app.add_flag("--serve", o.serve,
+               "Run nothing at first: serve the runs requested on --control "
+               "({\"type\":\"run\",…}), one after another, each its own run in "
+               "the stream, until a shutdown line or the end of --control "
+               "(weft start uses this)")
+      ->group("Serving");
+  app.add_option("--ready-fd", o.ready_fd,
+                 "With --serve: write \"ready\" and a newline to this fd, and "
+                 "close it, once requests are served")
+      ->group("Serving");
   app.footer("Exit codes: 0 the run completed (verdicts are weft-overlord's), "
              "2 usage error, 3 harness failure, 4 no tests found, "
              "130 interrupted.\nSee docs/weft-runner.md and docs/weft.toml.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
   o.fork_server = !no_fork_server;
+  // A run request's arguments: the options above about a run, and paths.
+  o.parse_run = [](const std::vector<std::string>& args, weft::runner::Options* r,
+                   std::string* err) {
+    CLI::App run{"run request", "run"};
+    weft::runner::AddRunnerOptions(run, r);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    try {
+      run.parse(reversed);
+    } catch (const CLI::ParseError& e) {
+      *err = e.what();
+      return false;
+    }
+    return true;
+  };
   return weft::runner::Run(o);
 }

@@ -22,8 +22,11 @@
 #include "history.h"
 #include "plan.h"
 #include "protocol.h"
+#include "services.h"
+#include "stages.h"
 
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -66,8 +69,10 @@ struct Job {
   bool released = false;
   bool via_server = false;   // forked by the auditor fork server
   std::string start_error;   // the server could not fork it
+  std::string stage;         // the stage that forks its test (its socket)
   bool retry = false;        // its job.end said it will be rerun
   bool requeue = false;      // …and it will be (decided when its pipe ends)
+  bool bailed = false;       // its own "Bail out!" stopped the run
 };
 
 class Runner {
@@ -80,10 +85,24 @@ class Runner {
   int Run();
 
  private:
+  // The plan of one run: its jobs, ordered; false with *err (a usage
+  // problem). Warnings go to *warnings.
+  bool PlanRun(Options& o, bool streaming, std::vector<JobSpec>* specs,
+               std::vector<std::string>* warnings, std::string* err);
+  // Starts a run of these jobs (the queue is empty, nothing runs).
+  void BeginRun(std::vector<JobSpec> specs, bool streaming,
+                const std::vector<std::string>& warnings);
+  // The run's jobs are all done: run.end, then the next run or the end.
+  void EndRun();
+  void Shutdown();
+  void StartPendingRun();
+  void ShutdownRequest(std::string_view line);
+  static void OnGrace(uv_timer_t* t);
   void StartMore();
   bool StartJob(std::unique_ptr<Job> job);
   void Enqueue(JobSpec spec);
   void Bail(std::string_view reason);
+  void CancelQueue(std::string_view reason);
   void JobEnded(Job& job, std::string_view line);
   // Job specs and control lines from --jobs-from on a pipe (the run lasts
   // until it ends), and control lines from --control (it does not).
@@ -97,6 +116,8 @@ class Runner {
     std::string name;
   };
   bool OpenControl(Control& c, int fd);
+  // Serve mode: a run request from the control stream.
+  void RequestRun(Control& c, std::string_view line);
   void CloseControl(Control& c);
   void ControlLine(Control& c, std::string_view line);
   static void OnControlAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
@@ -113,6 +134,49 @@ class Runner {
   int64_t cancelled_ = 0;
   std::string order_;
   uint64_t seed_ = 0;
+  // Repeat mode and serve mode: what lasts across runs.
+  Options run_opts_;              // the current run's options
+  bool in_run_ = false;           // a run is going on
+  bool shutdown_ = false;         // no run after this one
+  bool shut_ = false;             // our handles are closed
+  bool any_harness_error_ = false, any_interrupted_ = false;
+  int64_t repeat_total_ = 1;      // 0: until stopped
+  bool until_fail_ = false;
+  int64_t repetition_ = 0;
+  int64_t failed_runs_ = 0;
+  int64_t flaky_failures_ = 0;    // flaky jobs, when flaky ones fail the run
+  bool flaky_fails_ = false;
+  std::vector<JobSpec> base_specs_;  // each repetition's jobs
+  uint64_t base_seed_ = 0;
+  struct Rate {
+    int64_t runs = 0, failed = 0, flaky = 0;
+  };
+  std::map<std::string, Rate> rates_;  // by test name, over the repetitions
+  void Rated(const std::string& name, bool failed, bool flaky);
+  struct PendingRun {
+    Options o;
+    std::string run;
+    // weft watch: the files that changed (from the project root); the run
+    // is of the tests among them, or of all when none is a test.
+    std::vector<std::string> changed;
+    bool coalesce = false;  // replaces a coalescing request not yet started
+    std::string error;      // the request cannot be run: why
+  };
+  std::vector<std::string> changed_;  // the current run's
+  // Each test's "deps" (the files a staged test loaded beyond its stage),
+  // from its last run: a change to one of them reruns it (weft watch).
+  std::map<std::string, std::vector<std::string>> deps_;
+  std::deque<PendingRun> pending_runs_;
+  int base_slots_ = 1;
+  // weft.toml's services, started before each run's jobs, stopped after.
+  std::unique_ptr<Services> services_;
+  bool services_ready_ = true;
+  bool services_stopping_ = false;
+  // weft.toml's stages, started when a run needs them, kept across runs.
+  std::unique_ptr<Stages> stages_;
+  bool stages_ready_ = true;
+  uv_timer_t grace_timer_;
+  bool grace_armed_ = false;
   void OnLine(Job& job, std::string_view line);
   void JobDone(Job& job);
   void MaybeEnd();
@@ -126,6 +190,7 @@ class Runner {
   void Flush();
   void HarnessError(std::string_view message, int64_t job = -1);
   void RunWarning(std::string_view message);
+  void ControlWarning(std::string_view message);
 
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
@@ -184,7 +249,6 @@ class Runner {
   bool interrupted_ = false;
   bool output_failed_ = false;
   bool harness_error_ = false;
-  bool ended_ = false;
 };
 
 void Runner::Flush() {
@@ -210,6 +274,16 @@ void Runner::RunWarning(std::string_view message) {
   String(w, kProg);
   WriteText(w, "message", message);
   writer_.End();
+}
+
+// A bad control line: in the stream when a run goes on (or we serve
+// none); between a persistent runner's runs, on stderr only (a run's log
+// has ended, and the next is not begun).
+void Runner::ControlWarning(std::string_view message) {
+  if (in_run_ || !o_.serve)
+    RunWarning(message);
+  else
+    Warning(kProg, message);
 }
 
 void Runner::HarnessError(std::string_view message, int64_t job) {
@@ -282,11 +356,19 @@ void Runner::OnLine(Job& job, std::string_view line) {
     // A test's "Bail out!" stops the run now, not when the test ends.
     writer_.AppendRaw(line);
     if (!stopping_ && fields_.Load(events::Event(line))) {
+      job.bailed = true;
       auto reason = fields_.Str("reason").value_or("");
       Bail(fmt::format("{} bailed out{}{}", job.spec.name, reason.empty() ? "" : ": ",
                        reason));
     }
     return;
+  } else if (type == "deps") {
+    if (fields_.Load(events::Event(line))) {
+      std::vector<std::string> files;
+      fields_.StrArray("files", &files);
+      std::sort(files.begin(), files.end());
+      deps_[job.spec.name] = std::move(files);
+    }
   } else if (type == "job.end") {
     job.saw_end = true;
     writer_.AppendRaw(line);
@@ -303,7 +385,13 @@ void Runner::JobEnded(Job& job, std::string_view line) {
     job.retry = true;  // queued when its slot frees (MaybeRelease)
     return;
   }
-  if (fields_.Str("verdict").value_or("fail") == "fail" && !stopping_) {
+  bool failed = fields_.Str("verdict").value_or("fail") == "fail";
+  bool flaky = !failed && fields_.Bool("flaky").value_or(false);
+  // A job stopped with its run (a bail, Ctrl-C) did not fail on its own;
+  // the one that bailed out did.
+  if (!stopping_ || job.bailed) Rated(job.spec.name, failed, flaky);
+  if (flaky && flaky_fails_) ++flaky_failures_;
+  if (failed && !stopping_) {
     ++failures_;
     if (auto bail = fields_.Str("bail_reason")) {
       Bail(fmt::format("{} bailed out{}{}", job.spec.name, bail->empty() ? "" : ": ",
@@ -318,7 +406,7 @@ void Runner::JobEnded(Job& job, std::string_view line) {
 // Stops the current run: queued jobs are cancelled (each reported), running
 // ones stopped by their auditors (TERM, grace, KILL).
 void Runner::Bail(std::string_view reason) {
-  if (bailed_ || ended_) return;
+  if (bailed_ || !in_run_) return;
   bailed_ = true;
   bail_reason_ = std::string(reason);
   {
@@ -328,15 +416,20 @@ void Runner::Bail(std::string_view reason) {
     w.Int64(static_cast<int64_t>(queue_.size()));
     writer_.End();
   }
+  CancelQueue("the run bailed out");
+  Stop(false, SIGUSR1);
+}
+
+// Every queued job is cancelled (each reported, with the reason).
+void Runner::CancelQueue(std::string_view reason) {
   for (const JobSpec& spec : queue_) {
     JsonWriter& w = writer_.Begin("job.cancel", -1, spec.id);
     WriteText(w, "name", spec.name);
-    WriteText(w, "reason", "the run bailed out");
+    WriteText(w, "reason", reason);
     writer_.End();
   }
   cancelled_ += static_cast<int64_t>(queue_.size());
   queue_.clear();
-  Stop(false, SIGUSR1);
 }
 
 void Runner::OnExit(Job& job, int status) {
@@ -386,6 +479,14 @@ void Runner::MaybeRelease(Job& job) {
   MaybeEnd();
 }
 
+void Runner::Rated(const std::string& name, bool failed, bool flaky) {
+  if (repeat_total_ == 1) return;
+  Rate& r = rates_[name];
+  ++r.runs;
+  if (failed) ++r.failed;
+  if (flaky) ++r.flaky;
+}
+
 void Runner::JobDone(Job& job) {
   // Decided once: a stop or bail after this leaves it as counted.
   job.requeue = job.retry && !stopping_;
@@ -407,6 +508,7 @@ void Runner::JobDone(Job& job) {
       job.spec.name, how);
   HarnessError(message, job.id);
   LostJobEnd(job.id, job.spec.name, message);
+  Rated(job.spec.name, true, false);
 }
 
 // A job.end on behalf of a job whose auditor cannot report: it fails.
@@ -467,6 +569,7 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.attempt = job.spec.attempt;
   o.attempts = job.spec.retries + 1;
   o.argv = job.spec.argv;
+  o.stage = job.stage;
   std::string m = auditor::EncodeJob(o);
   for (;;) {
     if (auditor::SendWithFd(server_fd_, m, out_fd) >= 0) return true;
@@ -549,6 +652,7 @@ void Runner::Enqueue(JobSpec spec) {
 // Fills free slots from the queue, in order, skipping jobs whose group is
 // at its limit (they keep their place).
 void Runner::StartMore() {
+  if (!services_ready_ || !stages_ready_) return;  // the jobs wait for them
   while (!stopping_ && !queue_.empty() &&
          static_cast<int>(running_.size()) < slots_) {
     auto it = queue_.begin();
@@ -675,6 +779,8 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   args.push_back(fmt::format("--attempts={}", spec.retries + 1));
   for (const auto& e : job_env_) args.push_back("--env=" + e);
   for (const auto& e : spec.env) args.push_back("--env=" + e);
+  if (stages_) job->stage = stages_->SocketFor(spec);
+  if (!job->stage.empty()) args.push_back("--stage=" + job->stage);
   args.push_back("--");
   for (const auto& a : job->spec.argv) args.push_back(a);
   job->pipe.data = job.get();
@@ -701,6 +807,8 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
     // Its own session: a terminal's Ctrl-C reaches us, and we stop each
     // job in order; it never reaches auditors and tests behind our back.
     req.new_session = true;
+    // A stop sent before it is ready waits for it (it reports the job).
+    req.block_stop_signals = true;
     rc = weft::Spawn(req, &job->pid);
     close(out[1]);
   }
@@ -732,7 +840,13 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
 }
 
 void Runner::Stop(bool interrupted, int sig) {
+  if (!in_run_) {
+    // Between runs (serve mode): nothing to stop; a shutdown ends us now.
+    if (shutdown_) Shutdown();
+    return;
+  }
   if (interrupted) interrupted_ = true;
+  if (stopping_ && services_ && sig == SIGTERM) services_->Hurry();
   stopping_ = true;
   // A second stop (a second Ctrl-C) is always SIGTERM: each auditor then
   // skips the grace and KILLs.
@@ -752,7 +866,10 @@ void Runner::OnSignal(uv_signal_t* s, int) {
   uint64_t now = uv_hrtime() / 1000000;
   if (self->last_signal_ms_ != 0 && now - self->last_signal_ms_ < 200) return;
   self->last_signal_ms_ = now;
-  // A second signal makes each auditor skip the grace (it KILLs at once).
+  // No run after this one; a second signal makes each auditor skip the
+  // grace (it KILLs at once).
+  self->shutdown_ = true;
+  self->pending_runs_.clear();
   self->Stop(true);
 }
 
@@ -764,23 +881,93 @@ void Runner::OnCheck(uv_check_t* c) {
 // Before polling: jobs released on the last turn have had their handles'
 // close callbacks run (libuv closes after the check phase); free them.
 void Runner::OnPrepare(uv_prepare_t* p) {
-  static_cast<Runner*>(p->data)->graveyard_.clear();
+  auto* self = static_cast<Runner*>(p->data);
+  self->graveyard_.clear();
+  if (self->services_) self->services_->Sweep();
 }
 
 void Runner::MaybeEnd() {
-  if (ended_ || !running_.empty()) return;
+  if (!in_run_ || !running_.empty()) return;
   if (!queue_.empty() && !stopping_) return;
   if (jobs_in_.open && !stopping_) return;  // more jobs may come
-  ended_ = true;
-  if (js_read_ >= 0) {
-    ReturnTokens(0);
-    uv_close(reinterpret_cast<uv_handle_t*>(&js_poll_), nullptr);
+  if (services_ && services_->active()) {
+    // The services go first (last started, first stopped); their output
+    // stays in the log when the run failed.
+    if (!services_stopping_) {
+      services_stopping_ = true;
+      bool failed = failures_ > 0 || flaky_failures_ > 0 || bailed_ || harness_error_;
+      services_->Stop(failed, [this] {
+        services_stopping_ = false;
+        Flush();
+        MaybeEnd();
+      });
+    }
+    return;
   }
-  StopServer();
+  EndRun();
+}
+
+void Runner::EndRun() {
+  in_run_ = false;
+  if (grace_armed_) {
+    uv_timer_stop(&grace_timer_);
+    grace_armed_ = false;
+  }
   CloseControl(jobs_in_);
-  CloseControl(control_in_);
   int64_t cancelled = cancelled_ + static_cast<int64_t>(queue_.size());
   queue_.clear();
+  bool failed = failures_ > 0 || flaky_failures_ > 0 || bailed_ || harness_error_ ||
+                output_failed_;
+  if (failed) ++failed_runs_;
+  any_harness_error_ = any_harness_error_ || harness_error_;
+  any_interrupted_ = any_interrupted_ || interrupted_;
+  // Another repetition?
+  bool more = !o_.serve && !shutdown_ && !interrupted_ && !output_failed_ &&
+              planned_ > 0 && !(until_fail_ && failed) &&
+              (repeat_total_ == 0 || repetition_ < repeat_total_);
+  if (repeat_total_ != 1 && !more && !o_.serve) {
+    // The repetitions' outcome, in the last run: each test's failure rate.
+    JsonWriter& w = writer_.Begin("repeat.end");
+    Key(w, "runs");
+    w.Int64(repetition_);
+    Key(w, "failed_runs");
+    w.Int64(failed_runs_);
+    if (repeat_total_ > 0) {
+      Key(w, "planned_runs");
+      w.Int64(repeat_total_);
+    }
+    Key(w, "until_fail");
+    w.Bool(until_fail_);
+    Key(w, "interrupted");
+    w.Bool(any_interrupted_);
+    Key(w, "tests");
+    w.Int64(static_cast<int64_t>(rates_.size()));
+    // The tests that ever failed (or were flaky), most often first.
+    std::vector<std::pair<const std::string*, Rate>> bad;
+    for (const auto& [name, r] : rates_)
+      if (r.failed > 0 || r.flaky > 0) bad.emplace_back(&name, r);
+    std::stable_sort(bad.begin(), bad.end(), [](const auto& a, const auto& b) {
+      // a.failed/a.runs > b.failed/b.runs, without division
+      return a.second.failed * b.second.runs > b.second.failed * a.second.runs ||
+             (a.second.failed * b.second.runs == b.second.failed * a.second.runs &&
+              a.second.flaky * b.second.runs > b.second.flaky * a.second.runs);
+    });
+    Key(w, "failing");
+    w.StartArray();
+    for (const auto& [name, r] : bad) {
+      w.StartObject();
+      WriteText(w, "name", *name);
+      Key(w, "runs");
+      w.Int64(r.runs);
+      Key(w, "failed");
+      w.Int64(r.failed);
+      Key(w, "flaky");
+      w.Int64(r.flaky);
+      w.EndObject();
+    }
+    w.EndArray();
+    writer_.End();
+  }
   JsonWriter& w = writer_.Begin("run.end");
   Key(w, "jobs_done");
   w.Int64(done_);
@@ -798,16 +985,375 @@ void Runner::MaybeEnd() {
   {
     // What the runner itself cost (not its auditors and tests): the
     // harness's own overhead, for bench/spawn and for anyone curious.
+    // (Since it started: a runner serving many runs reports its total.)
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
     events::WriteUsage(w, "runner_usage", self);
   }
   writer_.End();
   Flush();
+  if (more) {
+    ++repetition_;
+    std::vector<JobSpec> specs = base_specs_;
+    if (order_ == "shuffle") {
+      // Each repetition its own order, reproducible by the seed it shows.
+      seed_ = (base_seed_ + static_cast<uint64_t>(repetition_) - 1) % 1000000000;
+      OrderJobs(order_, seed_, &specs);
+    }
+    writer_.set_run(NewRunId());
+    BeginRun(std::move(specs), false, {});
+  } else if (o_.serve && !shutdown_ && !output_failed_) {
+    StartPendingRun();
+  } else {
+    Shutdown();
+  }
+}
+
+// Nothing more to run: our handles close and the loop ends.
+void Runner::Shutdown() {
+  if (shut_) return;
+  shut_ = true;
+  if (js_read_ >= 0) {
+    ReturnTokens(0);
+    uv_close(reinterpret_cast<uv_handle_t*>(&js_poll_), nullptr);
+  }
+  StopServer();
+  if (stages_) stages_->StopAll();
+  CloseControl(jobs_in_);
+  CloseControl(control_in_);
+  Flush();
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   flush_timer_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+}
+
+bool Runner::PlanRun(Options& o, bool streaming, std::vector<JobSpec>* specs,
+                     std::vector<std::string>* warnings, std::string* err) {
+  if (!streaming && !PlanJobs(o, config_, specs, warnings, err)) return false;
+  // History (.weft/history.sqlite, indexed from the logs): durations for
+  // the order, and the latest run's failures.
+  History history;
+  history.Open(".weft", false, warnings);
+  if (history.open()) {
+    auto expected = history.ExpectedDurations();
+    for (auto& spec : *specs)
+      if (auto it = expected.find(spec.name); spec.expected_us < 0 && it != expected.end())
+        spec.expected_us = it->second;
+  }
+  std::set<std::string> failed_before;
+  if (o.rerun_failed || o.failed_first.value_or(config_.failed_first.value_or(false))) {
+    std::string latest;
+    failed_before = history.FailedInLatestRun(&latest);
+    if (o.rerun_failed) {
+      std::erase_if(*specs, [&](const JobSpec& s) { return !failed_before.count(s.name); });
+      if (latest.empty())
+        warnings->push_back("--rerun-failed: no run in the history (.weft/runs) to rerun from");
+      else if (specs->empty())
+        warnings->push_back(fmt::format(
+            "--rerun-failed: nothing failed in the latest run ({}) among these tests",
+            latest));
+    }
+  }
+  order_ = o.order.value_or(config_.order.value_or("duration"));
+  if (o.seed || config_.seed) {
+    seed_ = o.seed ? *o.seed : *config_.seed;
+  } else {
+    seed_ = static_cast<uint64_t>(events::NowMicros()) ^
+            (static_cast<uint64_t>(getpid()) << 32);
+    seed_ %= 1000000000;  // short enough to type back
+  }
+  base_seed_ = seed_;
+  OrderJobs(order_, seed_, specs);
+  if (!failed_before.empty())
+    std::stable_partition(specs->begin(), specs->end(), [&](const JobSpec& s) {
+      return failed_before.count(s.name) > 0;
+    });
+  return true;
+}
+
+void Runner::BeginRun(std::vector<JobSpec> specs, bool streaming,
+                      const std::vector<std::string>& warnings) {
+  const Options& o = run_opts_;
+  in_run_ = true;
+  if (!o_.serve) changed_.clear();
+  failures_ = flaky_failures_ = cancelled_ = done_ = 0;
+  bailed_ = stopping_ = interrupted_ = harness_error_ = false;
+  bail_reason_.clear();
+  stop_signal_ = 0;
+  next_id_ = 1;
+  bail_after_ = o.bail.value_or(config_.bail.value_or(0));
+  flaky_fails_ = o.flaky_fails.value_or(config_.flaky_fails.value_or(false));
+  if (o_.serve && js_read_ < 0) {
+    // A run's own -j (auto: a slot per CPU), else the runner's.
+    slots_ = !o.jobs     ? base_slots_
+             : *o.jobs > 0 ? *o.jobs
+                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    job_env_ = {fmt::format("WEFT_JOBS={}", slots_)};
+  }
+  writer_.Hello(kProg);
+  start_us_ = events::NowMicros();
+  planned_ = static_cast<int64_t>(specs.size());
+  for (auto& spec : specs) Enqueue(std::move(spec));
+  std::vector<JobSpec>().swap(specs);  // the queue holds them now
+
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  char cwd[4096] = "";
+  if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+  {
+    JsonWriter& w = writer_.Begin("run.start", start_us_);
+    Key(w, "argv");
+    w.StartArray();
+    for (const auto& a : o.argv) events::TextValue(w, a);
+    w.EndArray();
+    WriteText(w, "cwd", cwd);
+    WriteText(w, "host", host);
+    if (!config_.file.empty()) WriteText(w, "config", config_.file);
+    Key(w, "jobs");
+    w.Int64(planned_);
+    Key(w, "slots");
+    w.Int(slots_);
+    Key(w, "order");
+    String(w, order_);
+    if (order_ == "shuffle") {
+      Key(w, "seed");
+      w.Uint64(seed_);
+    }
+    if (bail_after_ > 0) {
+      Key(w, "bail");
+      w.Int(bail_after_);
+    }
+    if (flaky_fails_) {
+      Key(w, "flaky_fails");
+      w.Bool(true);
+    }
+    if (streaming) {
+      Key(w, "streaming");
+      w.Bool(true);
+    }
+    if (repeat_total_ != 1) {
+      Key(w, "repetition");
+      w.Int64(repetition_);
+      if (repeat_total_ > 0) {
+        Key(w, "repetitions");
+        w.Int64(repeat_total_);
+      }
+    }
+    writer_.End();
+  }
+  if (!changed_.empty()) {
+    // What made this run (weft watch), in stream order for every reader.
+    JsonWriter& w = writer_.Begin("reload");
+    WriteText(w, "source", "watch");
+    Key(w, "files");
+    w.StartArray();
+    for (const auto& f : changed_) events::TextValue(w, f);
+    w.EndArray();
+    writer_.End();
+  }
+  // In serve mode the run's warnings are the client's to see.
+  if (o_.serve)
+    for (const auto& w : warnings) RunWarning(w);
+  if (planned_ == 0 && !streaming) {
+    std::string none = o.paths.empty()
+                           ? std::string("no tests found")
+                           : fmt::format("no tests found in {}", fmt::join(o.paths, ", "));
+    if (o_.serve)
+      RunWarning(none);
+    else
+      Warning(kProg, none);
+  }
+  if ((planned_ > 0 || streaming) && o_.fork_server && !server_up_ && server_pid_ < 0 &&
+      !StartServer())
+    Warning(kProg, "cannot start the auditor fork server; exec'ing each auditor");
+  stages_ready_ = true;
+  // A stage that preloaded a changed file starts again, fresh.
+  if (stages_ && !changed_.empty()) stages_->Restart(changed_);
+  if (!config_.stages.empty() && planned_ > 0) {
+    if (!stages_) stages_ = std::make_unique<Stages>(loop_, &writer_, SelfDir());
+    std::vector<const JobSpec*> jobs;
+    for (const auto& spec : queue_) jobs.push_back(&spec);
+    stages_ready_ = false;
+    stages_->Ensure(config_.stages, jobs, [this] {
+      stages_ready_ = true;
+      StartMore();
+      Flush();
+      MaybeEnd();
+    });
+  }
+  services_ready_ = true;
+  if (!config_.services.empty() && (planned_ > 0 || streaming)) {
+    if (!services_)
+      services_ = std::make_unique<Services>(loop_, &writer_, o_.auditor, lifeline_[0]);
+    services_ready_ = false;
+    services_->Start(config_.services, [this](bool ok, std::string why) {
+      services_ready_ = true;
+      if (!ok) Bail(why);
+      StartMore();
+      Flush();
+      MaybeEnd();
+    });
+  }
+  StartMore();
+  Flush();
+  MaybeEnd();
+}
+
+// Serve mode: {"type":"run","run":ID,"cwd":DIR,"args":[weft-runner's
+// run options and paths]}. Runs go one after another, in the order asked.
+void Runner::RequestRun(Control& c, std::string_view line) {
+  PendingRun p;
+  std::vector<std::string> args;
+  std::string err;
+  if (!fields_.Load(events::Event(line)) ||
+      (fields_.Raw("args") && !fields_.StrArray("args", &args))) {
+    ControlWarning(fmt::format("{}:{}: a run request's args must be an array of "
+                           "strings; skipped",
+                           c.name, c.line));
+    return;
+  }
+  p.run = std::string(fields_.Str("run").value_or(""));
+  std::string from(fields_.Str("cwd").value_or(""));
+  fields_.StrArray("changed", &p.changed);
+  p.coalesce = fields_.Bool("coalesce").value_or(false);
+  if (!p.run.empty() && !SafeRunId(p.run)) {
+    ControlWarning(fmt::format("{}:{}: run id \"{:.100}\" cannot name a log; skipped",
+                           c.name, c.line, p.run));
+    return;
+  }
+  if (p.run.empty()) p.run = NewRunId();
+  p.o.argv = {"weft-runner"};
+  p.o.argv.insert(p.o.argv.end(), args.begin(), args.end());
+  if (!o_.parse_run || !o_.parse_run(args, &p.o, &err)) {
+    // Its client waits for this run: it gets one, of no tests, saying why.
+    p.error = fmt::format("{}:{}: run {}: {}", c.name, c.line, p.run,
+                          err.empty() ? "run requests are not served" : err);
+    p.o = Options{};
+  }
+  // Paths as the client gave them, from its directory.
+  for (auto& path : p.o.paths) path = RebasePath(path, from);
+  if (p.o.cli.limits.stdin_path)
+    p.o.cli.limits.stdin_path = RebasePath(*p.o.cli.limits.stdin_path, from);
+  if (p.coalesce) {
+    // Changes saved while a run waits join it (weft watch).
+    for (auto it = pending_runs_.begin(); it != pending_runs_.end(); ++it) {
+      if (!it->coalesce) continue;
+      for (auto& f : it->changed)
+        if (std::find(p.changed.begin(), p.changed.end(), f) == p.changed.end())
+          p.changed.push_back(std::move(f));
+      pending_runs_.erase(it);
+      break;
+    }
+  }
+  pending_runs_.push_back(std::move(p));
+  if (!in_run_) StartPendingRun();
+}
+
+void Runner::StartPendingRun() {
+  while (!in_run_ && !pending_runs_.empty() && !shutdown_) {
+    PendingRun p = std::move(pending_runs_.front());
+    pending_runs_.pop_front();
+    run_opts_ = std::move(p.o);
+    writer_.set_run(p.run);
+    changed_ = std::move(p.changed);
+    std::vector<std::string> reload_warnings;
+    if (!changed_.empty() && !config_.file.empty()) {
+      // A changed weft.toml counts from this run on (when it reads).
+      std::string name = std::filesystem::path(config_.file).filename().string();
+      if (std::find_if(changed_.begin(), changed_.end(), [&](const std::string& f) {
+            return std::filesystem::path(f).filename() == name;
+          }) != changed_.end()) {
+        Config fresh;
+        std::string why;
+        if (LoadConfig(config_.file, &fresh, &why)) {
+          config_ = std::move(fresh);
+          if (stages_) stages_->Reconfigure(config_.stages);
+          group_max_.clear();
+          for (const auto& g : config_.groups) group_max_[g.name] = g.max_parallel;
+        } else {
+          reload_warnings.push_back(why + " (the weft.toml read before stays in force)");
+        }
+      }
+    }
+    std::vector<JobSpec> specs;
+    std::vector<std::string> warnings;
+    std::string err;
+    if (!p.error.empty()) {
+      err = p.error;
+    } else if (!run_opts_.jobs_from.empty()) {
+      err = "--jobs-from is not for a run request";
+    } else if (run_opts_.repeat || run_opts_.until_fail) {
+      err = "--repeat, --forever and --until-fail are not for a run request "
+            "(weft test repeats)";
+    } else if (PlanRun(run_opts_, false, &specs, &warnings, &err)) {
+      warnings.insert(warnings.begin(), reload_warnings.begin(), reload_warnings.end());
+      if (!changed_.empty()) {
+        // The tests that changed, and those that loaded a changed file
+        // (their "deps"); when no test claims every change, every test.
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        std::vector<std::string> abs;
+        for (const auto& f : changed_) abs.push_back(fs::absolute(f, ec).lexically_normal().string());
+        std::vector<JobSpec> affected;
+        size_t claimed = 0;
+        std::vector<bool> seen(changed_.size(), false);
+        for (const auto& spec : specs) {
+          bool hit = false;
+          auto deps = deps_.find(spec.name);
+          for (size_t i = 0; i < changed_.size(); ++i) {
+            bool mine = changed_[i] == spec.name ||
+                        std::find(spec.argv.begin(), spec.argv.end(), changed_[i]) != spec.argv.end() ||
+                        (deps != deps_.end() &&
+                         std::binary_search(deps->second.begin(), deps->second.end(), abs[i]));
+            if (mine && !seen[i]) seen[i] = true, ++claimed;
+            hit = hit || mine;
+          }
+          if (hit) affected.push_back(spec);
+        }
+        if (claimed == changed_.size()) specs = std::move(affected);
+      }
+      BeginRun(std::move(specs), false, warnings);
+      continue;
+    }
+    // Its plan failed: it still is a run (its client waits for it), of no
+    // tests, with the reason.
+    warnings.push_back(err);
+    order_ = run_opts_.order.value_or(config_.order.value_or("duration"));
+    specs.clear();
+    BeginRun(std::move(specs), false, warnings);
+  }
+  if (shutdown_ && !in_run_) Shutdown();
+}
+
+// Serve mode: {"type":"shutdown","grace_s":N}: no new runs; the run going
+// on keeps its running jobs for the grace (default 10 s), then they are
+// stopped; queued jobs are cancelled.
+void Runner::ShutdownRequest(std::string_view line) {
+  shutdown_ = true;
+  pending_runs_.clear();
+  if (!in_run_) {
+    Shutdown();
+    return;
+  }
+  double grace = 10;
+  if (fields_.Load(events::Event(line)))
+    grace = fields_.Double("grace_s").value_or(grace);
+  CancelQueue("the runner is shutting down");
+  if (grace <= 0) {
+    Stop(true);
+    return;
+  }
+  grace_armed_ = true;
+  uv_timer_start(&grace_timer_, OnGrace, static_cast<uint64_t>(grace * 1000), 0);
+  MaybeEnd();
+}
+
+void Runner::OnGrace(uv_timer_t* t) {
+  auto* self = static_cast<Runner*>(t->data);
+  self->grace_armed_ = false;
+  self->Stop(true);
 }
 
 int Runner::Run() {
@@ -839,6 +1385,14 @@ int Runner::Run() {
   if (o.cli.limits.stdin_path)
     o.cli.limits.stdin_path = RebasePath(*o.cli.limits.stdin_path, moved_from);
   o.control = RebasePath(o.control, moved_from);
+  until_fail_ = o.until_fail;
+  repeat_total_ = o.repeat.value_or(o.until_fail ? 0 : 1);
+  // Only for us: no auditor or test inherits it.
+  if (o.ready_fd >= 0) fcntl(o.ready_fd, F_SETFD, FD_CLOEXEC);
+  if (o.serve && o.control.empty()) {
+    Error(kProg, "--serve needs --control: run requests come from there");
+    return 2;
+  }
 
   std::vector<JobSpec> specs;
   std::vector<std::string> warnings;
@@ -853,50 +1407,21 @@ int Runner::Run() {
     streaming = rc == 0 && !S_ISREG(st.st_mode) && !o.list;
     if (is_stdin && !streaming) o.jobs_from = "/dev/stdin";
   }
-  if (!streaming && !PlanJobs(o, config_, &specs, &warnings, &err)) {
+  if (o.list && (o.repeat || o.until_fail)) {
+    Error(kProg, "--repeat, --forever and --until-fail run tests; --list runs none");
+    return 2;
+  }
+  if (streaming && repeat_total_ != 1) {
+    Error(kProg, "--repeat, --forever and --until-fail need tests to repeat, not "
+                 "a stream of job specs");
+    return 2;
+  }
+  if (!o.serve && !PlanRun(o, streaming, &specs, &warnings, &err)) {
     Error(kProg, err);
     return 2;
   }
-  // History (.weft/history.sqlite, indexed from the logs): durations for
-  // the order, and the latest run's failures.
-  History history;
-  history.Open(".weft", false, &warnings);
-  if (history.open()) {
-    auto expected = history.ExpectedDurations();
-    for (auto& spec : specs)
-      if (auto it = expected.find(spec.name); spec.expected_us < 0 && it != expected.end())
-        spec.expected_us = it->second;
-  }
-  std::set<std::string> failed_before;
-  if (o.rerun_failed || o.failed_first.value_or(config_.failed_first.value_or(false))) {
-    std::string latest;
-    failed_before = history.FailedInLatestRun(&latest);
-    if (o.rerun_failed) {
-      std::erase_if(specs, [&](const JobSpec& s) { return !failed_before.count(s.name); });
-      if (latest.empty())
-        warnings.push_back("--rerun-failed: no run in the history (.weft/runs) to rerun from");
-      else if (specs.empty())
-        warnings.push_back(fmt::format(
-            "--rerun-failed: nothing failed in the latest run ({}) among these tests",
-            latest));
-    }
-  }
-  for (const auto& w : warnings) Warning(kProg, w);
-  order_ = o.order.value_or(config_.order.value_or("duration"));
-  if (o.seed || config_.seed) {
-    seed_ = o.seed ? *o.seed : *config_.seed;
-  } else {
-    seed_ = static_cast<uint64_t>(events::NowMicros()) ^
-            (static_cast<uint64_t>(getpid()) << 32);
-    seed_ %= 1000000000;  // short enough to type back
-  }
-  OrderJobs(order_, seed_, &specs);
-  if (!failed_before.empty())
-    std::stable_partition(specs.begin(), specs.end(), [&](const JobSpec& s) {
-      return failed_before.count(s.name) > 0;
-    });
-  bail_after_ = o.bail.value_or(config_.bail.value_or(0));
-  for (const auto& g : config_.groups) group_max_[g.name] = g.max_parallel;
+  if (!o.serve)
+    for (const auto& w : warnings) Warning(kProg, w);
   int jobs = o.jobs ? *o.jobs : config_.jobs.value_or(0);
   slots_ = jobs > 0 ? jobs
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -905,7 +1430,9 @@ int Runner::Run() {
                    std::string_view(getenv("MAKEFLAGS")).find("--jobserver-") !=
                        std::string_view::npos;
   if (jobserver) slots_ = 1;
+  base_slots_ = slots_;
   job_env_ = {fmt::format("WEFT_JOBS={}", jobserver ? 0 : slots_)};
+  for (const auto& g : config_.groups) group_max_[g.name] = g.max_parallel;
 
   if (o.list) {
     // The plan, one job spec per line; nothing runs.
@@ -927,50 +1454,6 @@ int Runner::Run() {
     return specs.empty() && !streaming ? 4 : 0;
   }
 
-  writer_.Hello(kProg);
-  start_us_ = events::NowMicros();
-  planned_ = static_cast<int64_t>(specs.size());
-  for (auto& spec : specs) Enqueue(std::move(spec));
-  std::vector<JobSpec>().swap(specs);  // the queue holds them now
-
-  char host[256] = "";
-  gethostname(host, sizeof host - 1);
-  char cwd[4096] = "";
-  if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
-  {
-    JsonWriter& w = writer_.Begin("run.start", start_us_);
-    Key(w, "argv");
-    w.StartArray();
-    for (const auto& a : o_.argv) events::TextValue(w, a);
-    w.EndArray();
-    WriteText(w, "cwd", cwd);
-    WriteText(w, "host", host);
-    if (!config_.file.empty()) WriteText(w, "config", config_.file);
-    Key(w, "jobs");
-    w.Int64(planned_);
-    Key(w, "slots");
-    w.Int(slots_);
-    Key(w, "order");
-    String(w, order_);
-    if (order_ == "shuffle") {
-      Key(w, "seed");
-      w.Uint64(seed_);
-    }
-    if (bail_after_ > 0) {
-      Key(w, "bail");
-      w.Int(bail_after_);
-    }
-    if (o.flaky_fails.value_or(config_.flaky_fails.value_or(false))) {
-      Key(w, "flaky_fails");
-      w.Bool(true);
-    }
-    if (streaming) {
-      Key(w, "streaming");
-      w.Bool(true);
-    }
-    writer_.End();
-  }
-
   loop_ = uv_default_loop();
   uv_disable_stdio_inheritance();
   // Every auditor holds the read end; we hold the write end and never
@@ -987,6 +1470,8 @@ int Runner::Run() {
   uv_prepare_init(loop_, &prepare_);
   prepare_.data = this;
   uv_prepare_start(&prepare_, OnPrepare);
+  uv_timer_init(loop_, &grace_timer_);
+  grace_timer_.data = this;
   int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
   for (int i = 0; i < 3; ++i) {
     uv_signal_init(loop_, &signals_[i]);
@@ -1027,17 +1512,21 @@ int Runner::Run() {
       return 2;
     }
   }
-  if (planned_ == 0 && !streaming) {
-    Warning(kProg, o.paths.empty()
-                       ? "no tests found"
-                       : fmt::format("no tests found in {}",
-                                     fmt::join(o.paths, ", ")));
+  if (o.serve) {
+    // Ready: the control pipe is open (requests wait in it) and the
+    // auditor fork server is up, so a first run starts at once.
+    if (o_.fork_server && !StartServer())
+      Warning(kProg, "cannot start the auditor fork server; exec'ing each auditor");
+    if (o.ready_fd >= 0) {
+      events::WriteAll(o.ready_fd, "ready\n");
+      close(o.ready_fd);
+    }
+  } else {
+    run_opts_ = o;
+    repetition_ = 1;
+    if (repeat_total_ != 1) base_specs_ = specs;
+    BeginRun(std::move(specs), streaming, warnings);
   }
-  if ((planned_ > 0 || streaming) && o_.fork_server && !StartServer())
-    Warning(kProg, "cannot start the auditor fork server; exec'ing each auditor");
-  StartMore();
-  MaybeEnd();
-  Flush();
   uv_run(loop_, UV_RUN_DEFAULT);
   graveyard_.clear();
   uv_loop_close(loop_);
@@ -1046,9 +1535,10 @@ int Runner::Run() {
   if (js_write_ >= 0) close(js_write_);
   close(lifeline_[1]);
 
-  if (output_failed_ || harness_error_) return 3;
-  if (interrupted_) return 130;
-  if (planned_ == 0) return 4;
+  if (o.serve) return output_failed_ ? 3 : 0;  // each run had its own verdict
+  if (output_failed_ || any_harness_error_) return 3;
+  if (any_interrupted_) return 130;
+  if (planned_ == 0 && !o.serve) return 4;
   return 0;
 }
 
@@ -1089,8 +1579,16 @@ void Runner::OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
   std::string_view line;
   while (c->reader.Next(&line)) self->ControlLine(*c, line);
   // At its end: no more jobs will come from --jobs-from (the run ends
-  // when these are done); --control's end changes nothing.
-  if (n < 0) self->CloseControl(*c);
+  // when these are done); --control's end changes nothing, except when
+  // serving: no more requests can come, so we end after this run.
+  if (n < 0) {
+    self->CloseControl(*c);
+    if (self->o_.serve && c == &self->control_in_) {
+      self->shutdown_ = true;
+      self->pending_runs_.clear();
+      if (!self->in_run_) self->Shutdown();
+    }
+  }
   self->StartMore();
   self->MaybeEnd();
 }
@@ -1098,17 +1596,17 @@ void Runner::OnControlRead(uv_stream_t* h, ssize_t n, const uv_buf_t*) {
 // One line of the control stream: a job spec, or stop / bail / reload.
 void Runner::ControlLine(Control& c, std::string_view line) {
   ++c.line;
-  if (line.empty() || line == "\r" || ended_) return;
+  if (line.empty() || line == "\r" || shut_) return;
   std::string_view type = events::TypeOf(line);
   std::string err;
   if (type == "job" && !c.jobs) {
-    RunWarning(fmt::format("{}:{}: job specs come through --jobs-from, not "
+    ControlWarning(fmt::format("{}:{}: job specs come through --jobs-from, not "
                            "--control; skipped",
                            c.name, c.line));
   } else if (type == "job") {
     JobSpec spec;
     if (!ParseJobSpec(line, &spec, &err)) {
-      RunWarning(fmt::format("{}:{}: {}; skipped", c.name, c.line, err));
+      ControlWarning(fmt::format("{}:{}: {}; skipped", c.name, c.line, err));
       return;
     }
     if (stopping_) return;
@@ -1121,7 +1619,23 @@ void Runner::ControlLine(Control& c, std::string_view line) {
     Key(w, "jobs");
     w.Int64(planned_);
     writer_.End();
+  } else if (type == "run" && o_.serve && &c == &control_in_) {
+    RequestRun(c, line);
+  } else if (type == "shutdown" && o_.serve) {
+    ShutdownRequest(line);
   } else if (type == "stop") {
+    // Serving, a stop is for one run: the one named, or the one going on
+    // (a queued run named is dropped). Otherwise it ends our work.
+    if (o_.serve) {
+      std::string run;
+      if (fields_.Load(events::Event(line))) run = std::string(fields_.Str("run").value_or(""));
+      if (!run.empty() && run != writer_.run()) {
+        std::erase_if(pending_runs_, [&](const PendingRun& p) { return p.run == run; });
+        return;
+      }
+    } else {
+      shutdown_ = true;
+    }
     Stop(true);
   } else if (type == "bail") {
     // (The reader's lines have the padding Fields needs.)
@@ -1137,9 +1651,12 @@ void Runner::ControlLine(Control& c, std::string_view line) {
     writer_.End();
   } else {
     // The controller's mistake, not weft's: said, and skipped.
-    RunWarning(fmt::format("{}:{}: not a job spec or control line "
-                           "(job, stop, bail, reload): {:.200}",
-                           c.name, c.line, line));
+    ControlWarning(fmt::format("{}:{}: not a job spec or control line "
+                           "({}): {:.200}",
+                           c.name, c.line,
+                           o_.serve ? "run, stop, bail, reload, shutdown"
+                                    : "job, stop, bail, reload",
+                           line));
   }
 }
 

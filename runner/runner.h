@@ -2,6 +2,7 @@
 // event streams into one.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,18 @@ struct Options {
   bool fork_server = true;    // fork auditors from one server, or exec each
   int parent_pid = 0;         // stop the run when this parent dies
   std::vector<std::string> argv;  // our own command line, for run.start
+  // Repeat mode: the suite this many times, each repetition its own run
+  // (0: until stopped); with until_fail, until a run fails.
+  std::optional<int64_t> repeat;
+  bool until_fail = false;
+  // Serve mode: no run of our own; runs are requested on --control
+  // ({"type":"run",…}), one after another, until {"type":"shutdown"}.
+  bool serve = false;
+  int ready_fd = -1;  // serve: "ready\n" is written here once serving
+  // Serve: reads a run request's arguments (weft-runner's own run options)
+  // into *o; false with *err when they are not valid.
+  std::function<bool(const std::vector<std::string>& args, Options* o, std::string* err)>
+      parse_run;
 };
 
 // Runs every job and writes the merged stream to stdout. Returns the

@@ -9,6 +9,18 @@
 
 namespace weft::runner {
 
+// -j's value: a number from 1 to 100000, or auto; "" when it is one.
+inline std::string CheckJobs(const std::string& v) {
+  if (v == "auto") return std::string();
+  try {
+    size_t used = 0;
+    int n = std::stoi(v, &used);
+    if (used == v.size() && n >= 1 && n <= 100000) return std::string();
+  } catch (...) {
+  }
+  return std::string("must be a number from 1 to 100000, or auto");
+}
+
 inline void AddRunnerOptions(CLI::App& app, Options* o) {
   const char* group = "Running tests";
   app.add_option("paths", o->paths, "Test files or directories");
@@ -19,16 +31,7 @@ inline void AddRunnerOptions(CLI::App& app, Options* o) {
          },
          "Run N tests at once, or auto: one per CPU (default: auto; a make "
          "jobserver in MAKEFLAGS is respected)")
-      ->check([](const std::string& v) {
-        if (v == "auto") return std::string();
-        try {
-          size_t used = 0;
-          int n = std::stoi(v, &used);
-          if (used == v.size() && n >= 1 && n <= 100000) return std::string();
-        } catch (...) {
-        }
-        return std::string("must be a number from 1 to 100000, or auto");
-      })
+      ->check(CheckJobs)
       ->type_name("N|auto")->group(group);
   AddLimitOptions(app, &o->cli.limits);
   app.add_option("--retries", o->cli.retries,
@@ -38,6 +41,17 @@ inline void AddRunnerOptions(CLI::App& app, Options* o) {
   app.add_flag_callback("--flaky-fails", [o] { o->flaky_fails = true; },
                         "Count a FLAKY test (failed, then passed on a retry) "
                         "as a failure in the exit code")
+      ->group(group);
+  app.add_option("--repeat", o->repeat,
+                 "Run the suite N times, each time its own run (and log); the "
+                 "end shows each test's failure rate (0: until stopped)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))->group(group);
+  app.add_flag_callback("--forever", [o] { o->repeat = 0; },
+                        "Run the suite again and again until stopped (q, "
+                        "Ctrl-C); same as --repeat=0")
+      ->group(group);
+  app.add_flag("--until-fail", o->until_fail,
+               "Repeat until a run fails (at most --repeat N times if given)")
       ->group(group);
   app.add_option("--bail", o->bail,
                  "Stop the run after N failed tests: queued ones are cancelled, "

@@ -14,10 +14,6 @@ using namespace weft::testing;
 
 namespace {
 
-bool Has(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
 // A run with every kind of job, logged once for all the tests here.
 struct Suite {
   TempDir d;

@@ -67,6 +67,10 @@ class TempDir {
   std::string path_;
 };
 
+// Whether "text" holds "part", and how many times.
+bool Has(const std::string& text, const std::string& part);
+size_t Count(const std::string& text, const std::string& part);
+
 // Replaces durations ("12ms", "1.02s", "2m03s") with "<t>" so the lines a
 // user sees can be compared exactly.
 std::string Normalize(const std::string& text);

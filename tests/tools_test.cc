@@ -387,6 +387,10 @@ TEST_CASE("each executable's page in docs/ shows its --help exactly") {
       {{Bin("weft-render-html"), "--help"}, "weft-render-html.md"},
       {{Bin("weft"), "status", "--help"}, "weft.md"},
       {{Bin("weft"), "merge", "--help"}, "weft.md"},
+      {{Bin("weft"), "start", "--help"}, "weft.md"},
+      {{Bin("weft"), "run", "--help"}, "weft.md"},
+      {{Bin("weft"), "stop", "--help"}, "weft.md"},
+      {{Bin("weft"), "watch", "--help"}, "weft.md"},
   };
   for (const auto& p : pages) {
     CAPTURE(p.argv[1]);

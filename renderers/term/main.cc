@@ -123,6 +123,10 @@ int main(int argc, char** argv) {
                  "A log file (.jsonl or .jsonl.zst) to read instead of stdin");
   app.add_flag("-f,--follow", in.follow,
                "Follow the log as it grows (like tail -f) until its run ends");
+  bool to_end = false;
+  app.add_flag("--follow-to-end", to_end,
+               "With --follow: a Ctrl-C does not stop following (the run it "
+               "stops ends soon, and its end is shown); weft run uses this");
   app.add_flag("-v,--verbose", o.verbose, "Show every job and every assertion");
   app.add_option("--color", color, "auto, always or never (NO_COLOR is honoured)")
       ->check(CLI::IsMember({"auto", "always", "never"}))
@@ -143,6 +147,7 @@ int main(int argc, char** argv) {
              "has no summary; 2 usage or an unknown schema.\n"
              "See docs/weft-render-term.md.");
   if (int rc = weft::ParseArgs(app, argc, argv); rc >= 0) return rc;
+  if (to_end) in.stop_signals = 3;
   if (std::string err; !weft::term::ParseColours(colours, &o.colours, &err)) {
     weft::Error(kProg, "--colors: " + err);
     return weft::kExitUsage;

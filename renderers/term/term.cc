@@ -1,5 +1,7 @@
 #include "term.h"
 
+#include <weft/common/util.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -177,7 +179,8 @@ void Renderer::Stamp(int64_t ts) {
 }
 
 void Renderer::StatusLine(int64_t now_us, bool force) {
-  if (!o_.live || finished_) return;
+  // (Between two runs of one stream, weft watch's, nothing is going on.)
+  if (!o_.live || finished_ || (ended_ && saw_summary_)) return;
   if (!force && now_us - last_draw_us_ < kRedrawUs) return;
   last_draw_us_ = now_us;
   int64_t stream_now = StreamNow(now_us);
@@ -275,7 +278,18 @@ void Renderer::Line(std::string_view line) {
                         ? f_.Int("seed").value_or(-1)
                         : -1;
     P_ = F_ = A_ = R_ = 0;
-    saw_summary_ = false;
+    // A stream of several runs (--repeat, a persistent runner): each is
+    // shown on its own.
+    jobs_.clear();
+    failed_.clear();
+    durations_.clear();
+    flaky_.clear();
+    retry_pending_.clear();
+    if (auto rep = f_.Int("repetition"); rep && *rep > 0) {
+      auto of = f_.Int("repetitions");
+      Print(Paint(fmt::format("── run {}{} ──\n", *rep, of ? fmt::format(" of {}", *of) : ""),
+                  "1"));
+    }
     StatusLine(events::NowMicros(), true);
   } else if (type == "job.start") {
     if (!Load(e)) return;
@@ -477,10 +491,94 @@ void Renderer::Line(std::string_view line) {
     Print(fmt::format("{} {}: {}\n", Paint("HARNESS ERROR", o_.colours.fail),
                       f_.Str("source").value_or("weft"),
                       Visible(f_.Str("message").value_or(""))));
+  } else if (type == "service.ready") {
+    if (!o_.verbose || !Load(e)) return;
+    Print(fmt::format("{} {} ready: {} ({})\n", Paint("SERVICE", o_.colours.active),
+                      Visible(f_.Str("name").value_or("?")), Visible(f_.Str("how").value_or("")),
+                      FormatDuration(f_.Int("after_us").value_or(0))));
+  } else if (type == "service.end") {
+    // A service that failed, or its output when the run failed.
+    if (!Load(e)) return;
+    std::vector<std::string> output;
+    bool has_output = f_.StrArray("output", &output);
+    auto error = f_.Str("error");
+    if (!error && !has_output) return;
+    std::string name = Visible(f_.Str("name").value_or("?"));
+    std::string s;
+    if (error)
+      s = fmt::format("{} {}: {}\n", Paint("SERVICE", o_.colours.fail), name, Visible(*error));
+    constexpr size_t kShown = 20;
+    if (!output.empty()) {
+      s += fmt::format("  output of service {}{}:\n", name,
+                       output.size() > kShown ? fmt::format(" (last {} of {} lines kept in the log)",
+                                                            kShown, output.size())
+                                              : "");
+      for (size_t i = output.size() > kShown ? output.size() - kShown : 0; i < output.size(); ++i)
+        s += "    " + Visible(output[i]) + "\n";
+    }
+    if (!s.empty()) Print(s);
+  } else if (type == "stage.ready" || type == "stage.end") {
+    // A stage that failed is news; the rest only with -v.
+    if (!Load(e)) return;
+    std::string name = Visible(f_.Str("name").value_or("?"));
+    if (auto error = f_.Str("error")) {
+      Print(fmt::format("{} {}: {}; its tests run without it\n", Paint("STAGE", o_.colours.warn),
+                        name, Visible(*error)));
+    } else if (!o_.verbose) {
+      return;
+    } else if (type == "stage.ready") {
+      Print(fmt::format("{} {} ready: {} files loaded in {}ms\n", Paint("STAGE", o_.colours.active),
+                        name, f_.Int("files").value_or(0), f_.Int("load_ms").value_or(0)));
+    } else {
+      Print(fmt::format("{} {} stopped: {}\n", Paint("STAGE", o_.colours.active), name,
+                        Visible(f_.Str("reason").value_or(""))));
+    }
+  } else if (type == "reload") {
+    // A reload (weft watch: the files whose change made this run).
+    if (!Load(e)) return;
+    std::vector<std::string> files;
+    f_.StrArray("files", &files);
+    std::string list;
+    for (size_t i = 0; i < files.size() && i < 5; ++i)
+      list += (i ? ", " : "") + Visible(files[i]);
+    if (files.size() > 5) list += fmt::format(" and {} more", files.size() - 5);
+    Print(Paint(list.empty() ? std::string("── reload ──\n")
+                             : fmt::format("── changed: {} ──\n", list),
+                "1"));
+  } else if (type == "repeat.end") {
+    // Shown after the last run's summary, which follows it.
+    if (!Load(e)) return;
+    int64_t runs = f_.Int("runs").value_or(0);
+    int64_t failed_runs = f_.Int("failed_runs").value_or(0);
+    std::vector<std::vector<std::string>> rows;
+    f_.StrTable("failing", {"name", "runs", "failed", "flaky"}, &rows);
+    std::string s = "\n";
+    if (!rows.empty()) s += "Failure rates over the runs:\n";
+    for (const auto& row : rows) {
+      int64_t n = std::strtoll(row[1].c_str(), nullptr, 10);
+      int64_t fails = std::strtoll(row[2].c_str(), nullptr, 10);
+      int64_t flaky = std::strtoll(row[3].c_str(), nullptr, 10);
+      std::string rate =
+          n > 0 ? fmt::format("{:5.1f}%", 100.0 * static_cast<double>(fails) / static_cast<double>(n))
+                : std::string("    ?");
+      s += fmt::format("  {}  {} of {} failed{}  {}\n", Paint(rate, o_.colours.fail), fails, n,
+                       flaky ? fmt::format(", {} flaky", flaky) : "", Visible(row[0]));
+    }
+    std::string result = failed_runs ? Paint("FAIL", o_.colours.fail)
+                         : f_.Bool("interrupted").value_or(false)
+                             ? Paint("INTERRUPTED", o_.colours.warn)
+                             : Paint("PASS", o_.colours.pass);
+    s += fmt::format("Repeated: {} run{}, {} failed{}; {} test{} failed (or flaky) at least once.  Result: {}\n", runs,
+                     runs == 1 ? "" : "s", failed_runs,
+                     f_.Bool("interrupted").value_or(false) ? " (interrupted)" : "",
+                     rows.size(), rows.size() == 1 ? "" : "s", result);
+    repeat_text_ = std::move(s);
   } else if (type == "summary") {
     if (!Load(e)) return;
+    int code = static_cast<int>(f_.Int("exit").value_or(3));
+    exit_code_ = saw_summary_ || summaries_ ? WorstExit(exit_code_, code) : code;
     saw_summary_ = true;
-    exit_code_ = static_cast<int>(f_.Int("exit").value_or(3));
+    ++summaries_;
     std::string verdict(f_.Str("verdict").value_or("?"));
     int64_t jp = f_.Int("jobs", "passed").value_or(0);
     int64_t jf = f_.Int("jobs", "failed").value_or(0);
@@ -558,6 +656,10 @@ void Renderer::Line(std::string_view line) {
                        shuffle_seed_);
     s += fmt::format("Wall time {}.  Result: {}\n", FormatDuration(wall), result);
     Print(s);
+    if (!repeat_text_.empty()) {
+      Print(repeat_text_);
+      repeat_text_.clear();
+    }
   }
 }
 
@@ -632,6 +734,12 @@ KeyAction Renderer::Key(char c, int64_t now_us) {
       break;
     }
     case 'q':
+      if (ended_ && o_.control) {
+        // Between runs (weft watch): q ends it all.
+        Print("Stopping (q).\n");
+        action = KeyAction::kStopRun;
+        break;
+      }
       if (ended_) break;
       if (o_.control) {
         ++stops_asked_;
@@ -673,6 +781,7 @@ void Renderer::Finish() {
     Print(fmt::format("{} line(s) of the stream were not weft events and were "
                       "skipped.\n",
                       not_events_));
+  if (!repeat_text_.empty()) Print(repeat_text_);
   if (!saw_summary_) {
     Print(Paint("The stream ended without a summary: a process of the chain "
                 "failed (is weft-overlord in it?).\n",

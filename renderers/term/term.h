@@ -142,6 +142,8 @@ class Renderer {
   int64_t last_draw_us_ = 0;
   bool status_shown_ = false;
   bool saw_summary_ = false;
+  int64_t summaries_ = 0;
+  std::string repeat_text_;  // repeat.end's table, shown after the summary
   bool ended_ = false;  // run.end seen (and no run.start since)
   int64_t not_events_ = 0;
   bool finished_ = false;

@@ -27,10 +27,14 @@ struct SpawnRequest {
   // We install no signal handlers (signals come through a signalfd): a
   // cheaper vfork-based spawn that resets only ignored signals is safe.
   bool no_handlers = false;
+  // The child starts with SIGTERM, SIGINT, SIGHUP and SIGUSR1 blocked (a
+  // weft-auditor, which reads them from a signalfd): one sent before it
+  // is ready waits for it instead of killing it.
+  bool block_stop_signals = false;
 };
 
 // Starts the child with every signal at its default disposition and an
-// empty mask (whatever we ignore, it does not inherit). Returns 0, or the
+// empty mask (but see block_stop_signals) (whatever we ignore, it does not inherit). Returns 0, or the
 // errno that stopped it (exec failures included: ENOENT, EACCES, …).
 int Spawn(const SpawnRequest& req, pid_t* pid);
 

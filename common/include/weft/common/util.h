@@ -13,6 +13,14 @@ std::string SignalName(int sig);
 // A new run id: UTC time then random hex, sortable by start time:
 // "20261123T124531Z-3f9a1c".
 std::string NewRunId();
+// A run id that can name a log file (.weft/runs/<id>.jsonl): letters,
+// digits, '-', '_', '.', not first; at most 200 bytes.
+bool SafeRunId(std::string_view run);
+
+// Of two runs' exit codes (DESIGN.md), the one that says most: a harness
+// failure, then an interruption, then a failure, then a pass, then "no
+// test ran". The exit code of a stream of several runs.
+int WorstExit(int a, int b);
 
 // The directory holding the running executable (for finding siblings).
 std::string SelfDir();

@@ -82,8 +82,9 @@ class Fields {
                                       std::string_view key);
   // An array of strings; false if absent or not such an array.
   bool StrArray(std::string_view key, std::vector<std::string>* out);
-  // An array of objects as a table: for each object, the string values of
-  // "columns" in order (empty when absent). False if not such an array.
+  // An array of objects as a table: for each object, the values of
+  // "columns" in order: strings, integers as their digits, empty when
+  // absent (or of another type). False if not such an array.
   bool StrTable(std::string_view key,
                 std::initializer_list<std::string_view> columns,
                 std::vector<std::vector<std::string>>* rows);

@@ -13,6 +13,10 @@ namespace weft::events {
 struct InputOptions {
   std::string path;     // empty or "-": stdin
   bool follow = false;  // at EOF, wait for more until done() holds
+  // Signals that stop following (a third always ends the read): 1, or 3
+  // for a view whose run a signal stops anyway (weft run: the run's end,
+  // with its summary, is on its way).
+  int stop_signals = 1;
 };
 
 // Reads every line of the input into "h" (see Pump). With follow, EOF of a

@@ -95,6 +95,7 @@ class Runner {
   // The run's jobs are all done: run.end, then the next run or the end.
   void EndRun();
   void Shutdown();
+  void EnsureStages();
   void StartPendingRun();
   void ShutdownRequest(std::string_view line);
   static void OnGrace(uv_timer_t* t);
@@ -1073,6 +1074,20 @@ bool Runner::PlanRun(Options& o, bool streaming, std::vector<JobSpec>* specs,
   return true;
 }
 
+// The stages the queued jobs use are made ready; the jobs wait for them.
+void Runner::EnsureStages() {
+  if (config_.stages.empty()) return;
+  std::vector<const JobSpec*> jobs;
+  for (const auto& spec : queue_) jobs.push_back(&spec);
+  stages_ready_ = false;
+  stages_->Ensure(config_.stages, jobs, [this] {
+    stages_ready_ = true;
+    StartMore();
+    Flush();
+    MaybeEnd();
+  });
+}
+
 void Runner::BeginRun(std::vector<JobSpec> specs, bool streaming,
                       const std::vector<std::string>& warnings) {
   const Options& o = run_opts_;
@@ -1173,15 +1188,7 @@ void Runner::BeginRun(std::vector<JobSpec> specs, bool streaming,
   if (stages_ && !changed_.empty()) stages_->Restart(changed_);
   if (!config_.stages.empty() && planned_ > 0) {
     if (!stages_) stages_ = std::make_unique<Stages>(loop_, &writer_, SelfDir());
-    std::vector<const JobSpec*> jobs;
-    for (const auto& spec : queue_) jobs.push_back(&spec);
-    stages_ready_ = false;
-    stages_->Ensure(config_.stages, jobs, [this] {
-      stages_ready_ = true;
-      StartMore();
-      Flush();
-      MaybeEnd();
-    });
+    EnsureStages();
   }
   services_ready_ = true;
   if (!config_.services.empty() && (planned_ > 0 || streaming)) {
@@ -1207,14 +1214,14 @@ void Runner::RequestRun(Control& c, std::string_view line) {
   PendingRun p;
   std::vector<std::string> args;
   std::string err;
-  if (!fields_.Load(events::Event(line)) ||
-      (fields_.Raw("args") && !fields_.StrArray("args", &args))) {
-    ControlWarning(fmt::format("{}:{}: a run request's args must be an array of "
-                           "strings; skipped",
-                           c.name, c.line));
+  if (!fields_.Load(events::Event(line))) {
+    ControlWarning(fmt::format("{}:{}: a run request that is not a JSON object; skipped",
+                               c.name, c.line));
     return;
   }
   p.run = std::string(fields_.Str("run").value_or(""));
+  if (fields_.Raw("args") && !fields_.StrArray("args", &args))
+    err = "a run request's args must be an array of strings";
   std::string from(fields_.Str("cwd").value_or(""));
   fields_.StrArray("changed", &p.changed);
   p.coalesce = fields_.Bool("coalesce").value_or(false);
@@ -1226,7 +1233,7 @@ void Runner::RequestRun(Control& c, std::string_view line) {
   if (p.run.empty()) p.run = NewRunId();
   p.o.argv = {"weft-runner"};
   p.o.argv.insert(p.o.argv.end(), args.begin(), args.end());
-  if (!o_.parse_run || !o_.parse_run(args, &p.o, &err)) {
+  if (!err.empty() || !o_.parse_run || !o_.parse_run(args, &p.o, &err)) {
     // Its client waits for this run: it gets one, of no tests, saying why.
     p.error = fmt::format("{}:{}: run {}: {}", c.name, c.line, p.run,
                           err.empty() ? "run requests are not served" : err);
@@ -1270,6 +1277,11 @@ void Runner::StartPendingRun() {
         if (LoadConfig(config_.file, &fresh, &why)) {
           config_ = std::move(fresh);
           if (stages_) stages_->Reconfigure(config_.stages);
+          // Its jobs, unless the runner's command line said.
+          if (!o_.jobs && js_read_ < 0)
+            base_slots_ = config_.jobs.value_or(0) > 0
+                              ? *config_.jobs
+                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
           group_max_.clear();
           for (const auto& g : config_.groups) group_max_[g.name] = g.max_parallel;
         } else {
@@ -1644,11 +1656,28 @@ void Runner::ControlLine(Control& c, std::string_view line) {
       if (auto r = fields_.Str("reason")) reason = std::string(*r);
     Bail(reason);
   } else if (type == "reload") {
-    // Stages (a later part of weft) reload on it; in the stream it marks
-    // the moment for every reader.
+    // The stages that loaded one of "files" start again (all of them when
+    // it names none) before the jobs that use them next; in the stream
+    // it marks the moment for every reader.
+    std::vector<std::string> files;
+    if (fields_.Load(events::Event(line))) fields_.StrArray("files", &files);
     JsonWriter& w = writer_.Begin("reload");
     WriteText(w, "source", "control");
+    if (!files.empty()) {
+      Key(w, "files");
+      w.StartArray();
+      for (const auto& f : files) events::TextValue(w, f);
+      w.EndArray();
+    }
     writer_.End();
+    if (stages_) {
+      if (files.empty())
+        stages_->StopAll(false);
+      else
+        stages_->Restart(files);
+      // A run going on: its jobs not yet started wait for the new stages.
+      if (in_run_ && !stopping_) EnsureStages();
+    }
   } else {
     // The controller's mistake, not weft's: said, and skipped.
     ControlWarning(fmt::format("{}:{}: not a job spec or control line "

@@ -388,7 +388,13 @@ size_t Stages::Restart(const std::vector<std::string>& changed) {
   return n;
 }
 
-void Stages::StopAll() {
+void Stages::StopAll(bool ending) {
+  if (!ending) {
+    for (auto& p : procs_)
+      if (p->state == Proc::kReady || p->state == Proc::kStarting || p->state == Proc::kWaiting)
+        Stop(*p, "reload");
+    return;
+  }
   for (auto& p : procs_)
     if (p->state == Proc::kReady || p->state == Proc::kStarting) Stop(*p, "");
   // They end at once (stdin closed, TERM): reaped here, none left behind

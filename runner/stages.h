@@ -39,8 +39,9 @@ class Stages {
   // root, or absolute) are stopped, to start again fresh when next needed.
   // Returns how many.
   size_t Restart(const std::vector<std::string>& changed);
-  // Every stage stops (we are ending).
-  void StopAll();
+  // Every stage stops: we are ending (they are waited for, briefly), or
+  // for a reload that names no files (they start again when needed).
+  void StopAll(bool ending = true);
   // weft.toml was read again: a stage whose definition changed (or that
   // it no longer has) stops, to start again as it now says when needed.
   void Reconfigure(const std::vector<Stage>& config);

@@ -404,3 +404,23 @@ TEST_CASE("the runner SIGKILLed: its services and their children are killed too"
   runner.Wait();
   CHECK(WaitFor(10, [&] { return !Alive(svc) && !Alive(child); }));
 }
+
+TEST_CASE("Ctrl-C: the running tests are stopped, then the services, last started first") {
+  TempDir d;
+  d.Write("weft.toml",
+          "[[service]]\nname = \"a\"\n"
+          "command = \"trap 'echo stop a >> services.log; exit 0' TERM; while :; do sleep 0.05; done\"\n"
+          "[[service]]\nname = \"b\"\n"
+          "command = \"trap 'echo stop b >> services.log; exit 0' TERM; while :; do sleep 0.05; done\"\n");
+  d.HelperTest("t/hang", "plan 1 pidfile " + d.path() + "/test.pid hang");
+  RunOptions o;
+  o.cwd = d.path();
+  o.new_group = true;
+  Child weft({Bin("weft"), "test"}, o);
+  REQUIRE(WaitFor(30, [&] { return access((d.path() + "/test.pid").c_str(), F_OK) == 0; }));
+  kill(-weft.pid(), SIGINT);
+  Result r = weft.Wait();
+  CHECK(r.code == 130);
+  CHECK(d.Read("services.log") == "stop b\nstop a\n");
+  CHECK(Has(r.out, "INTERRUPTED"));
+}

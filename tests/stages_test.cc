@@ -272,3 +272,31 @@ TEST_CASE("a stage of one's own, in C (examples/stages/exec-stage.c), speaks the
   CHECK(r.err == "weft: error: weft.toml:1: stage: \"r\": weft ships stages for perl and python; "
                  "for ruby give its command\n");
 }
+
+TEST_CASE("a reload control line restarts the stages that loaded its files, or all of them") {
+  TempDir d;
+  SlowModule(d);
+  d.Write("weft.toml",
+          "[[stage]]\nname = \"perl\"\ninc = [\"lib\"]\npreload = [\"Slow\"]\npaths = [\"t/*.t\"]\n");
+  d.Write("t/a.t", "use lib 'lib';\nuse Slow;\nprint \"1..1\\nok 1\\n\";\n");
+  Serving runner(d);
+  runner.Say(R"({"type":"run","args":["t"]})");
+  REQUIRE(WaitFor(30, [&] { return runner.RunsEnded() == 1; }));
+  runner.Say(R"({"type":"reload","files":["README"]})");  // no stage loaded it
+  runner.Say(R"({"type":"run","args":["t"]})");
+  REQUIRE(WaitFor(30, [&] { return runner.RunsEnded() == 2; }));
+  CHECK(d.Read("loads") == "loaded\n");
+  runner.Say(R"({"type":"reload","files":["lib/Slow.pm"]})");
+  runner.Say(R"({"type":"run","args":["t"]})");
+  REQUIRE(WaitFor(30, [&] { return runner.RunsEnded() == 3; }));
+  CHECK(d.Read("loads") == "loaded\nloaded\n");
+  runner.Say(R"({"type":"reload"})");  // names nothing: every stage
+  runner.Say(R"({"type":"run","args":["t"]})");
+  REQUIRE(WaitFor(30, [&] { return runner.RunsEnded() == 4; }));
+  CHECK(d.Read("loads") == "loaded\nloaded\nloaded\n");
+  runner.Say(R"({"type":"shutdown"})");
+  CHECK(runner.Wait().code == 0);
+  std::string out = d.Read("out.jsonl");
+  CHECK(Count(out, R"("type":"stage.start")") == 3);
+  CHECK(Count(out, R"("verdict":"pass")") == 4);
+}

@@ -136,7 +136,8 @@ void Stages::Launch(const Stage& spec) {
   }
   if (dir_.empty()) return fail(fmt::format("cannot make a directory for its socket: {}",
                                             strerror(errno)));
-  p.socket = fmt::format("{}/{}.sock", dir_, spec.name);
+  // A socket of its own: one replaced by a reload may still be draining.
+  p.socket = fmt::format("{}/{}-{}.sock", dir_, spec.name, ++serial_);
   if (!spec.from.empty()) {
     Proc* base = nullptr;
     for (auto& b : procs_)
@@ -209,6 +210,7 @@ void Stages::Launch(const Stage& spec) {
     }
     if (pp->stdin_w >= 0) close(pp->stdin_w);
     pp->stdin_w = -1;
+    pp->pid = -1;  // reaped: never signalled again
     if (was_starting) Settled();
   });
   JsonWriter& w = out_->Begin("stage.start");
@@ -294,17 +296,24 @@ void Stages::OnLine(Proc& from, std::string_view line) {
 }
 
 // Its stdin closes (it ends, and so do its children) and a TERM follows.
-void Stages::Stop(Proc& p, std::string_view why) {
+void Stages::Stop(Proc& p, std::string_view why, bool drain) {
   if (p.state == Proc::kGone) return;
   bool was_starting = p.state == Proc::kStarting || p.state == Proc::kWaiting;
   p.state = Proc::kGone;
   // Those built on it go with it (they hold what it loaded).
   for (auto& q : procs_)
     if (q->spec.from == p.spec.name && q.get() != &p)
-      Stop(*q, why.empty() ? why : fmt::format("the stage it is built on ({}) stopped", p.spec.name));
-  if (p.stdin_w >= 0) close(p.stdin_w);
-  p.stdin_w = -1;
-  if (p.pid > 0) kill(p.pid, SIGTERM);
+      Stop(*q, why.empty() ? why : fmt::format("the stage it is built on ({}) stopped", p.spec.name),
+           drain);
+  if (drain && !was_starting) {
+    // Its stdin stays open (closing it would end it at once); it ends
+    // when its last test has, and its watch closes it then.
+    if (p.pid > 0) kill(p.pid, SIGUSR2);
+  } else {
+    if (p.stdin_w >= 0) close(p.stdin_w);
+    p.stdin_w = -1;
+    if (p.pid > 0) kill(p.pid, SIGTERM);
+  }
   if (!why.empty()) {
     JsonWriter& w = out_->Begin("stage.end");
     WriteText(w, "name", p.spec.name);
@@ -365,7 +374,7 @@ void Stages::Reconfigure(const std::vector<Stage>& config) {
                 it->preload == p->spec.preload && it->inc == p->spec.inc && it->from == p->spec.from;
     if (!same && (p->state == Proc::kReady || p->state == Proc::kStarting ||
                   p->state == Proc::kWaiting))
-      Stop(*p, "weft.toml changed");
+      Stop(*p, "weft.toml changed", true);
   }
   config_ = config;
 }
@@ -380,7 +389,8 @@ size_t Stages::Restart(const std::vector<std::string>& changed) {
     if (p->state != Proc::kReady && p->state != Proc::kStarting) continue;
     for (const auto& f : abs) {
       if (std::find(p->preloaded.begin(), p->preloaded.end(), f) == p->preloaded.end()) continue;
-      Stop(*p, fmt::format("reload: {} changed", fs::path(f).lexically_relative(fs::current_path(ec)).string()));
+      Stop(*p, fmt::format("reload: {} changed", fs::path(f).lexically_relative(fs::current_path(ec)).string()),
+           true);
       ++n;
       break;
     }
@@ -392,11 +402,18 @@ void Stages::StopAll(bool ending) {
   if (!ending) {
     for (auto& p : procs_)
       if (p->state == Proc::kReady || p->state == Proc::kStarting || p->state == Proc::kWaiting)
-        Stop(*p, "reload");
+        Stop(*p, "reload", true);
     return;
   }
   for (auto& p : procs_)
     if (p->state == Proc::kReady || p->state == Proc::kStarting) Stop(*p, "");
+  // Those draining after a reload end now too.
+  for (auto* list : {&procs_, &retired_})
+    for (auto& p : *list) {
+      if (p->stdin_w >= 0) close(p->stdin_w);
+      p->stdin_w = -1;
+      if (p->pid > 0) kill(p->pid, SIGTERM);
+    }
   // They end at once (stdin closed, TERM): reaped here, none left behind
   // as a zombie (at most a second for all, then KILL).
   int64_t until = events::NowMicros() + 1000000;

@@ -53,7 +53,9 @@ class Stages {
   void Launch(const Stage& spec);
   void OnLine(Proc& p, std::string_view line);
   void Settled();
-  void Stop(Proc& p, std::string_view why);
+  // "drain": a reload replaces it: its running tests finish first
+  // (SIGUSR2); otherwise it ends now (stdin closed, SIGTERM).
+  void Stop(Proc& p, std::string_view why, bool drain = false);
   void Fork(Proc& base, Proc& p);
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf);
   static void OnRead(uv_stream_t* h, ssize_t n, const uv_buf_t*);
@@ -66,6 +68,7 @@ class Stages {
   std::vector<std::unique_ptr<Proc>> procs_;    // by name, the current ones
   std::vector<std::unique_ptr<Proc>> retired_;  // stopped (freed at the end)
   std::function<void()> done_;
+  int serial_ = 0;  // each stage process its own socket
 };
 
 }  // namespace weft::runner

@@ -156,6 +156,10 @@ $SIG{CHLD} = sub { syswrite $wake_w, 'c' };
 $SIG{PIPE} = 'IGNORE';
 my $running = 1;
 $SIG{TERM} = $SIG{INT} = sub { $running = 0; syswrite $wake_w, 't' };
+# SIGUSR2: a reload replaces us. No new tests (our socket goes); the ones
+# running finish here, then we end.
+my $draining = 0;
+$SIG{USR2} = sub { $draining = 1; syswrite $wake_w, 'd' };
 # Our lifeline: stdin (the runner), or for a stage forked from another, a
 # pipe from that one. Its end is ours. Only the first stage reads
 # commands from stdin: {"t":"fork_stage",...}.
@@ -203,7 +207,7 @@ sub spawn_child {
   return "fork: $!" unless defined $pid;
   if ($pid == 0) {
     POSIX::setpgid(0, 0);
-    $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE TERM INT);
+    $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE TERM INT USR2);
     for my $h ($sel->handles) { close $h unless $h == \*STDIN }
     close $wake_w;
     close $_ for @nested_w;
@@ -287,9 +291,18 @@ END {
 BEGIN { $main::STAGE_PID = $$ }
 
 LOOP: while ($running) {
+  if ($draining) {
+    if ($listen) {
+      $sel->remove($listen);
+      close $listen;
+      undef $listen;
+      unlink $socket_path;
+    }
+    last unless %conn_of;
+  }
   my @ready = $sel->can_read;
   for my $fh (@ready) {
-    if ($fh == $listen) {
+    if ($listen && $fh == $listen) {
       my $c = $listen->accept or next;
       $sel->add($c);
       $buf{fileno $c} = '';
@@ -304,7 +317,12 @@ LOOP: while ($running) {
     } elsif ($fh == $lifeline) {
       # The runner (or the stage we came from) is gone: we end.
       my $n = sysread $lifeline, my $b, 65536;
-      if (!$n) { $running = 0; next }
+      if (!$n) {
+        # (Draining, our tests finish first: each ends with its auditor.)
+        if ($draining) { $sel->remove($lifeline); next }
+        $running = 0;
+        next;
+      }
       $commands .= $b;
       while ($commands =~ s/^([^\n]*)\n//) {
         my $req = eval { json_in($1) };
@@ -344,5 +362,5 @@ LOOP: while ($running) {
 # from us see their pipe end).
 kill 'KILL', -$_ for keys %conn_of;
 close $_ for @nested_w;
-unlink $socket_path;
+unlink $socket_path if $listen;
 exit 0;

@@ -84,6 +84,14 @@ def main():
         os.write(wake[1], b"t")
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # SIGUSR2: a reload replaces us. No new tests (our socket goes); the
+    # ones running finish here, then we end.
+    draining = [False]
+
+    def drain(*_):
+        draining[0] = True
+        os.write(wake[1], b"d")
+    signal.signal(signal.SIGUSR2, drain)
 
     conns = {}      # fd -> socket
     bufs = {}       # fd -> bytes
@@ -103,7 +111,7 @@ def main():
         if pid == 0:
             try:
                 os.setpgid(0, 0)
-                for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
                     signal.signal(s, signal.SIG_DFL)
                 listener.close()
                 for c in conns.values():
@@ -206,9 +214,19 @@ def main():
         return True
 
     while running[0]:
+        if draining[0]:
+            if state.get("listener") is not None:
+                state["listener"].close()
+                state["listener"] = None
+                try:
+                    os.unlink(state["socket"])
+                except OSError:
+                    pass
+            if not conn_of:
+                break
         listener = state["listener"]
         wake_r = wake[0]
-        watch = [listener, wake_r, lifeline[0]] + list(conns.values())
+        watch = [x for x in [listener, wake_r, lifeline[0]] if x is not None] + list(conns.values())
         try:
             ready, _, _ = select.select(watch, [], [])
         except InterruptedError:
@@ -241,6 +259,10 @@ def main():
             elif r == lifeline[0]:
                 data = os.read(r, 65536)
                 if not data:
+                    if draining[0]:
+                        # (Draining, our tests finish first.)
+                        lifeline[0] = None
+                        continue
                     running[0] = False
                     continue
                 commands[0] += data

@@ -36,6 +36,16 @@ struct conn {
 
 static struct conn conns[MAX_CONNS];
 static int wake[2];
+static volatile sig_atomic_t draining;  /* SIGUSR2: a reload replaces us */
+static int stdin_open = 1;
+
+static void on_usr2(int sig) {
+  (void)sig;
+  draining = 1;
+  int saved = errno;
+  if (write(wake[1], "d", 1) < 0) { /* a wake is pending anyway */ }
+  errno = saved;
+}
 
 static void on_chld(int sig) {
   (void)sig;
@@ -139,6 +149,7 @@ static pid_t spawn(const char *line, const char **why) {
   if (pid == 0) {
     setpgid(0, 0);
     signal(SIGCHLD, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -180,19 +191,30 @@ int main(int argc, char **argv) {
   say(1, line);
   if (pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
   signal(SIGCHLD, on_chld);
+  signal(SIGUSR2, on_usr2);
   signal(SIGPIPE, SIG_IGN);
   for (int i = 0; i < MAX_CONNS; ++i) conns[i].fd = -1;
   for (;;) {
+    if (draining) {
+      /* No new tests; the running ones finish here, then we end. */
+      if (lst >= 0) { close(lst); lst = -1; unlink(path); }
+      int busy = 0;
+      for (int i = 0; i < MAX_CONNS; ++i) busy |= conns[i].fd >= 0 && conns[i].pid > 0;
+      if (!busy) return 0;
+    }
     struct pollfd p[MAX_CONNS + 3];
     int n = 0;
     p[n++] = (struct pollfd){lst, POLLIN, 0};
     p[n++] = (struct pollfd){wake[0], POLLIN, 0};
-    p[n++] = (struct pollfd){0, POLLIN, 0};
+    p[n++] = (struct pollfd){stdin_open ? 0 : -1, POLLIN, 0};
     for (int i = 0; i < MAX_CONNS; ++i) p[n++] = (struct pollfd){conns[i].fd, POLLIN, 0};
     if (poll(p, (nfds_t)n, -1) < 0) continue;
     if (p[2].revents) {
       char b[4096];
-      if (read(0, b, sizeof b) <= 0) break;  /* the runner is gone */
+      if (read(0, b, sizeof b) <= 0) {
+        if (!draining) break;  /* the runner is gone */
+        stdin_open = 0;        /* (draining: our tests end with their auditors) */
+      }
     }
     if (p[0].revents) {
       int c = accept4(lst, NULL, NULL, SOCK_CLOEXEC);

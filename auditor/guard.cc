@@ -8,7 +8,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fmt/format.h>
@@ -60,7 +59,7 @@ int Guard(const Options& o) {
     _exit(127);
   }
   setpgid(pid, pid);  // (both sides: no race with a signal to the group)
-  int child_fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  int child_fd = PidfdOpen(pid);
   bool stopping = false;
   int lifeline = o.lifeline_fd;
   auto deadline = std::chrono::steady_clock::time_point::max();

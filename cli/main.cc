@@ -81,6 +81,13 @@ bool ReadConfig(const weft::runner::Options& o, weft::runner::Config* config,
   return true;
 }
 
+// -v and --color: how weft test, weft run and weft watch show a run.
+void AddShowOptions(CLI::App* cmd, ShowOptions* show) {
+  cmd->add_flag("-v,--verbose", show->verbose, "Show every job and assertion");
+  cmd->add_option("--color", show->color, "auto, always or never (default: auto)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+}
+
 // Each path given names something; else says which does not.
 bool PathsExist(const std::vector<std::string>& paths) {
   for (const auto& p : paths) {
@@ -527,13 +534,11 @@ int main(int argc, char** argv) {
       "test", "Run tests (default: weft.toml's paths, else t/, else tests/) "
               "and show the results");
   weft::runner::AddRunnerOptions(*test, &t);
-  test->add_flag("-v,--verbose", show.verbose, "Show every job and assertion");
+  AddShowOptions(test, &show);
   test->add_option("-o,--log", show.log,
                    "Write the log here (default: .weft/runs/<run-id>.jsonl)");
   test->add_flag("--zstd", show.zstd,
                  "Compress the log (.jsonl.zst); replay and every renderer read it");
-  test->add_option("--color", show.color, "auto, always or never (default: auto)")
-      ->check(CLI::IsMember({"auto", "always", "never"}));
   test->footer("Exit codes: 0 all passed, 1 a test failed, 2 usage error, "
                "3 weft itself failed, 4 no test ran, 130 interrupted.\n"
                "See docs/weft.md and docs/weft.toml.md.");
@@ -602,9 +607,7 @@ int main(int argc, char** argv) {
       "run", "Run tests on this project's persistent runner (weft start) and show "
              "them as weft test does");
   weft::runner::AddRunnerOptions(*run_cmd, &ro_run);
-  run_cmd->add_flag("-v,--verbose", run_show.verbose, "Show every job and assertion");
-  run_cmd->add_option("--color", run_show.color, "auto, always or never (default: auto)")
-      ->check(CLI::IsMember({"auto", "always", "never"}));
+  AddShowOptions(run_cmd, &run_show);
   run_cmd->footer("Exit codes: the run's, as weft test's: 0 all passed, 1 a test failed, "
                   "2 usage error or no runner serves here, 3 weft itself failed (or the "
                   "runner went away), 4 no test ran, 130 interrupted.");
@@ -617,9 +620,7 @@ int main(int argc, char** argv) {
                "tests that changed or loaded a changed file (staged tests say what they "
                "load), else all; q or Ctrl-C stops");
   weft::runner::AddRunnerOptions(*watch, &wo);
-  watch->add_flag("-v,--verbose", watch_show.verbose, "Show every job and assertion");
-  watch->add_option("--color", watch_show.color, "auto, always or never (default: auto)")
-      ->check(CLI::IsMember({"auto", "always", "never"}));
+  AddShowOptions(watch, &watch_show);
   watch->add_flag("--zstd", watch_show.zstd, "Compress the runs' logs (.jsonl.zst)");
   watch->add_option("--debounce", debounce_ms,
                     "Milliseconds of quiet after a change before the rerun (default: 100)")

@@ -12,7 +12,6 @@
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft/common/cli.h>
@@ -40,7 +39,6 @@ constexpr const char* kLock = ".weft/server.lock";
 constexpr const char* kPid = ".weft/server.pid";
 constexpr const char* kLog = ".weft/server.log";
 
-int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 // The supervisor's pid when a runner serves this project (its lock is
 // held), else 0.
@@ -91,6 +89,32 @@ std::string Json(const std::function<void(events::JsonWriter&)>& body) {
 }
 
 }  // namespace
+
+std::string RunRequest(const std::string& run, const std::string& cwd,
+                       const std::vector<std::string>& args,
+                       const std::vector<std::string>& changed) {
+  return Json([&](events::JsonWriter& w) {
+    events::Key(w, "type");
+    events::String(w, "run");
+    if (!run.empty()) {
+      events::Key(w, "run");
+      events::String(w, run);
+    }
+    events::WriteText(w, "cwd", cwd);
+    events::Key(w, "args");
+    w.StartArray();
+    for (const auto& a : args) events::TextValue(w, a);
+    w.EndArray();
+    if (!changed.empty()) {
+      events::Key(w, "changed");
+      w.StartArray();
+      for (const auto& f : changed) events::TextValue(w, f);
+      w.EndArray();
+      events::Key(w, "coalesce");
+      w.Bool(true);
+    }
+  });
+}
 
 int ServerStart(const std::vector<std::string>& runner_args, bool zstd) {
   if (mkdir(kDir, 0777) != 0 && errno != EEXIST) {
@@ -232,17 +256,7 @@ int ServerRun(const std::vector<std::string>& args, const std::string& cwd,
   int watch = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (watch >= 0) inotify_add_watch(watch, ".weft/runs", IN_CREATE | IN_MOVED_TO);
 
-  std::string request = Json([&](events::JsonWriter& w) {
-    events::Key(w, "type");
-    events::String(w, "run");
-    events::Key(w, "run");
-    events::String(w, run);
-    events::WriteText(w, "cwd", cwd);
-    events::Key(w, "args");
-    w.StartArray();
-    for (const auto& a : args) events::TextValue(w, a);
-    w.EndArray();
-  });
+  std::string request = RunRequest(run, cwd, args);
   std::string err;
   if (!SendControl(request, &err)) {
     Error(kProg, err);

@@ -21,6 +21,14 @@ void EnterServedRoot();
 // "runner_args": weft-runner options for the whole life of the runner.
 int ServerStart(const std::vector<std::string>& runner_args, bool zstd);
 
+// A run request for a runner serving on --control (docs/weft-runner.md):
+// "run" (empty: the runner names it), the client's directory, weft-runner
+// run options and paths, and the changed files that made it (weft watch:
+// the tests among them, or that loaded one; such requests coalesce).
+std::string RunRequest(const std::string& run, const std::string& cwd,
+                       const std::vector<std::string>& args,
+                       const std::vector<std::string>& changed = {});
+
 // Submits a run (weft-runner run options and paths, relative to "cwd"),
 // shows it live with weft-render-term ("render": its arguments, without
 // the log) and returns the run's exit code.

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "chain.h"
+#include "server.h"
 
 namespace weft::cli {
 namespace {
@@ -134,27 +135,7 @@ class Watcher {
   // A run request to the runner: the tests among "changed", or all.
   void Request(const std::vector<std::string>& changed) {
     if (closing_) return;
-    rapidjson::StringBuffer buf;
-    events::JsonWriter w(buf);
-    w.StartObject();
-    events::Key(w, "type");
-    events::String(w, "run");
-    events::Key(w, "cwd");
-    events::String(w, ".");
-    events::Key(w, "args");
-    w.StartArray();
-    for (const auto& a : o_.run_args) events::TextValue(w, a);
-    w.EndArray();
-    if (!changed.empty()) {
-      events::Key(w, "changed");
-      w.StartArray();
-      for (const auto& f : changed) events::TextValue(w, f);
-      w.EndArray();
-      events::Key(w, "coalesce");
-      w.Bool(true);
-    }
-    w.EndObject();
-    Send(std::string(buf.GetString(), buf.GetSize()));
+    Send(RunRequest("", ".", o_.run_args, changed));
   }
 
   void Send(const std::string& line) {

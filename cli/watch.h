@@ -10,7 +10,6 @@ namespace weft::cli {
 struct WatchOptions {
   std::vector<std::string> run_args;  // weft-runner run options, then "--" and paths
   std::vector<std::string> render;    // weft-render-term's arguments
-  std::string log_args;               // unused; logs go to .weft/runs
   bool zstd = false;
   int debounce_ms = 100;
 };

@@ -1,10 +1,10 @@
 #include "weft/common/spawn.h"
+#include "weft/common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -157,8 +157,7 @@ int ChildWatch::Start(uv_loop_t* loop, pid_t pid, Callback cb) {
   pid_ = pid;
   cb_ = std::move(cb);
   active_ = true;
-  // glibc 2.36 declares pidfd_open without extern "C": call it directly.
-  pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  pidfd_ = PidfdOpen(pid);
   if (pidfd_ >= 0) {
     use_poll_ = true;
     poll_.data = this;

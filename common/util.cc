@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,11 @@ std::string SignalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   if (abbrev) return fmt::format("SIG{}", abbrev);
   return fmt::format("signal {}", sig);
+}
+
+int PidfdOpen(int pid) {
+  // (glibc 2.36 declares pidfd_open without extern "C": the syscall.)
+  return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
 int WorstExit(int a, int b) {

@@ -22,6 +22,10 @@ bool SafeRunId(std::string_view run);
 // test ran". The exit code of a stream of several runs.
 int WorstExit(int a, int b);
 
+// A pidfd for "pid" (pidfd_open(2)), or -1 with errno: it polls readable
+// when that process has ended, child of ours or not.
+int PidfdOpen(int pid);
+
 // The directory holding the running executable (for finding siblings).
 std::string SelfDir();
 // For a path "/dev/fd/N" (N > 2): N, marked close-on-exec (a descriptor we

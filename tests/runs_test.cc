@@ -408,10 +408,12 @@ TEST_CASE("the runner SIGKILLed: its services and their children are killed too"
 TEST_CASE("Ctrl-C: the running tests are stopped, then the services, last started first") {
   TempDir d;
   d.Write("weft.toml",
-          "[[service]]\nname = \"a\"\n"
-          "command = \"trap 'echo stop a >> services.log; exit 0' TERM; while :; do sleep 0.05; done\"\n"
-          "[[service]]\nname = \"b\"\n"
-          "command = \"trap 'echo stop b >> services.log; exit 0' TERM; while :; do sleep 0.05; done\"\n");
+          // Each is ready once its trap is set: a TERM before would end it
+          // silently.
+          "[[service]]\nname = \"a\"\nready_line = \"up\"\n"
+          "command = \"trap 'echo stop a >> services.log; exit 0' TERM; echo up; while :; do sleep 0.05; done\"\n"
+          "[[service]]\nname = \"b\"\nready_line = \"up\"\n"
+          "command = \"trap 'echo stop b >> services.log; exit 0' TERM; echo up; while :; do sleep 0.05; done\"\n");
   d.HelperTest("t/hang", "plan 1 pidfile " + d.path() + "/test.pid hang");
   RunOptions o;
   o.cwd = d.path();

@@ -1027,6 +1027,14 @@ void Runner::Shutdown() {
   flush_timer_.Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+  // Closing a signal handle puts back the default action: a stop signal
+  // that comes now (weft passing on a Ctrl-C late, on a loaded machine)
+  // would kill us after the run ended in order. Done is done: they stay
+  // blocked (we have no other thread to take them) and die with us.
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+  sigprocmask(SIG_BLOCK, &stops, nullptr);
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
 }
 

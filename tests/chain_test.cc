@@ -309,7 +309,7 @@ TEST_CASE("Ctrl-C stops the tests, closes the log and exits 130") {
   // What a terminal does: SIGINT to the whole foreground process group.
   kill(-run.weft->pid(), SIGINT);
   Result r = run.weft->Wait();
-  CHECK(r.code == 130);
+  CHECK_MESSAGE(r.code == 130, r.out, r.err);
   CHECK(Normalize(r.out).find("FAIL t/hang (<t>)\n  interrupted\n") != std::string::npos);
   CHECK(r.out.find("Result: INTERRUPTED") != std::string::npos);
   CHECK(WaitFor(10, [&] { return !Alive(run.test_pid); }));

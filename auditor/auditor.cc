@@ -164,6 +164,7 @@ class Auditor : public tap::Sink {
   Auditor& operator=(const Auditor&) = delete;
 
   int Run();
+  bool loop_closed() const { return loop_closed_; }
 
  private:
   // tap::Sink: every TAP item becomes an event.
@@ -392,6 +393,7 @@ class Auditor : public tap::Sink {
   EventWriter writer_;
   tap::Parser parser_;
   uv_loop_t* loop_ = nullptr;
+  bool loop_closed_ = false;
 
   ChildWatch child_;
   Stream out_, err_, ev_;  // stdout, stderr, native events
@@ -1357,7 +1359,7 @@ int Auditor::Run() {
   }
 
   uv_run(loop_, UV_RUN_DEFAULT);
-  uv_loop_close(loop_);
+  loop_closed_ = uv_loop_close(loop_) == 0;
   if (signal_fd_ >= 0) ::close(signal_fd_);
 
   return ExitCode();
@@ -1378,9 +1380,11 @@ std::string MakeTmpdir(std::string_view stem) {
   return mkdtemp(tmpl.data()) ? tmpl : std::string();
 }
 
-int Run(const Options& options) {
+int Run(const Options& options, bool* reusable) {
   Auditor auditor(options);
-  return auditor.Run();
+  int rc = auditor.Run();
+  if (reusable) *reusable = auditor.loop_closed();
+  return rc;
 }
 
 }  // namespace weft::auditor

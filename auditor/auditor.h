@@ -39,6 +39,8 @@ std::string MakeTmpdir(std::string_view stem);
 // Runs the test and writes its events to stdout. Returns the auditor's exit
 // code: 0 the test passed (or was skipped), 1 it failed, 3 the auditor
 // itself failed (its output could not be written), 130 interrupted.
-int Run(const Options& options);
+// "reusable", when given, says whether this process can run another job
+// (everything of this one closed: a fork server's worker goes on).
+int Run(const Options& options, bool* reusable = nullptr);
 
 }  // namespace weft::auditor

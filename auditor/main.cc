@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   bool serve = false;
   app.add_flag("--serve", serve,
                "Be a fork server: read job requests from stdin (a socket, "
-               "from weft-runner) and fork one auditor per job");
+               "from weft-runner) and audit each job in a worker process it "
+               "forks, one per job running at once, reused job after job");
   bool guard = false;
   app.add_flag("--guard", guard,
                "Guard a service instead of auditing a test: run COMMAND in its "

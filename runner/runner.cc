@@ -345,7 +345,7 @@ void Runner::OnLine(Job& job, std::string_view line) {
                                err.empty() ? "stream does not start with hello"
                                            : err),
                    job.id);
-      kill(job.pid, SIGTERM);
+      if (job.pid > 0) kill(job.pid, SIGTERM);  // (not yet known: -1, everyone)
     }
     return;
   }

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
+#include <sstream>
 #include <string>
 
 #include "support.h"
@@ -291,6 +293,47 @@ TEST_CASE("weft-render-term --color=always paints, and never writes escapes othe
   o.env = {"NO_COLOR=1"};
   Result plain = Run({Bin("weft-render-term")}, o);
   CHECK(plain.out == run.out);
+}
+
+TEST_CASE("the fork server's auditors run job after job, each job its own") {
+  // At -j1 one worker of the fork server audits every job in turn: each
+  // test sees its own job id, directory and empty TMPDIR, and a failure, a
+  // timeout or a leak before it changes nothing for it.
+  TempDir d;
+  std::string note = d.path() + "/notes";
+  std::string record =
+      "echo \"$PPID $WEFT_JOB_ID $(pwd) $(ls -A \"$TMPDIR\" | wc -l)\" >> " + note + "\n";
+  d.Write("t/a.sh", "#!/bin/sh\n" + record + "touch \"$TMPDIR/left\"\necho 1..1\necho ok 1\n", true);
+  d.Write("t/b.sh", "#!/bin/sh\n" + record + "echo 1..1\necho 'not ok 1 - broken'\nexit 1\n", true);
+  d.HelperTest("t/c", "plan 1 hang");
+  d.Write("t/d.sh", "#!/bin/sh\n" + record + "echo 1..1\necho ok 1\n", true);
+  d.HelperTest("t/e", "plan 1 ok one fork-leak");
+  d.Write("t/sub/f.sh", "#!/bin/sh\n" + record + "echo 1..1\necho ok 1\n", true);
+  RunOptions o;
+  o.cwd = d.path();
+  Result r = Run({Bin("weft"), "test", "-j1", "--order=name", "--timeout=1", "--kill-grace=0.2",
+                  "--no-config", "t"},
+                 o);
+  CHECK(r.code == 1);
+  std::string out = Normalize(r.out);
+  CHECK_MESSAGE(out.find("FAIL t/b.sh (<t>)\n") != std::string::npos, out);
+  CHECK(out.find("TIMEOUT t/c (<t>)\n") != std::string::npos);
+  CHECK(out.find("FAIL t/e (<t>)\n") != std::string::npos);
+  CHECK(out.find("Files: 3 passed, 3 failed (1 timed out) (6 in all).") != std::string::npos);
+  auto notes = Lines(d.Read("notes"));
+  REQUIRE(notes.size() == 4);
+  std::set<std::string> auditors, jobs;
+  for (const auto& n : notes) {
+    std::istringstream in(n);
+    std::string ppid, job, cwd, files;
+    in >> ppid >> job >> cwd >> files;
+    auditors.insert(ppid);
+    jobs.insert(job);
+    CHECK_MESSAGE(files == "0", n);  // a TMPDIR of its own, empty
+    CHECK(cwd == d.path());
+  }
+  CHECK(auditors.size() == 1);  // one auditor process, reused
+  CHECK(jobs.size() == 4);
 }
 
 TEST_CASE("the auditor fork server killed mid-run is a harness failure, and no test is left") {

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
@@ -48,6 +49,12 @@ constexpr size_t kMaxMessage = 1 << 20;
 // dropped, and then "G" lets the server tell the runner the job's pid, so
 // that every signal sent for the job comes after the drop.
 [[noreturn]] void Work(int sock) {
+  // Each job's buffers (its streams', its writer's: a few hundred KiB) come
+  // from the heap and go back to it, for the next job to reuse, rather than
+  // from fresh mmap()s the kernel must zero and fault in, job after job. A
+  // job that needed much more (a huge line) gives it back when it ends.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
   sigset_t stops = StopSignals();
   int pending = signalfd(-1, &stops, SFD_NONBLOCK | SFD_CLOEXEC);
   int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);

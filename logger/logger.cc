@@ -67,6 +67,16 @@ bool Logger::WriteLog(std::string_view data, int mode) {
   return true;
 }
 
+void Logger::WriteBehind() {
+  constexpr off_t kStep = 8 << 20;
+  off_t end = lseek(fd_, 0, SEEK_CUR);
+  if (end < 0 || end - written_back_ < kStep) return;
+  // Start the writing of what is in the page cache; no waiting for it (a
+  // pipe, a tty or /dev/null says EINVAL or ESPIPE: nothing to do).
+  sync_file_range(fd_, written_back_, end - written_back_, SYNC_FILE_RANGE_WRITE);
+  written_back_ = end;
+}
+
 int Logger::PendingMs() const {
   if (!z_ || unflushed_since_ms_ < 0 || fd_ < 0) return -1;
   int64_t due = unflushed_since_ms_ + 1000 - NowMs();
@@ -98,6 +108,7 @@ bool Logger::Open(std::string_view run) {
     path = fmt::format("{}/runs/{}.jsonl{}", o_.dir, run, o_.zstd ? ".zst" : "");
   }
   fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  written_back_ = 0;
   if (fd_ < 0) {
     error_ = fmt::format("cannot open log {}: {}", path, strerror(errno));
     return false;
@@ -322,6 +333,7 @@ bool Logger::Flush() {
       failed_ = true;
       return false;
     }
+    if (!sync_after_flush_ && !o_.sync) WriteBehind();
     if ((sync_after_flush_ || o_.sync) && fdatasync(fd_) != 0 && errno != EINVAL) {
       error_ = fmt::format("cannot sync log {}: {}", path_, strerror(errno));
       failed_ = true;

@@ -87,6 +87,11 @@ class Logger {
   std::unique_ptr<ZstdState> z_;
   int64_t unflushed_since_ms_ = -1;  // compressed data not yet in the file
   bool sync_after_flush_ = false;
+  // Write-behind: where the disk was last asked to start writing the log
+  // out (sync_file_range), so that run.end's fdatasync waits only for the
+  // tail, and a crash of the machine loses less.
+  off_t written_back_ = 0;
+  void WriteBehind();
   bool forward_failed_ = false;
   bool failed_ = false;
   std::string error_;

@@ -1255,9 +1255,6 @@ void Auditor::Finish() {
   w.Int64(end_us - start_us_);
   writer_.End();
   Flush();
-  // Forked by the fork server for this one job: everything is written, and
-  // the kernel closes what is left faster than an orderly teardown would.
-  if (o_.exit_when_done) _exit(ExitCode());
 
   // Close every handle; the loop ends when the last close completes.
   auto close = [](auto* h) {

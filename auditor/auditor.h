@@ -17,7 +17,6 @@ struct Options {
   JobLimits limits;
   int lifeline_fd = -1;     // EOF here means our runner is gone
   std::vector<std::string> argv;  // the test's command line
-  bool exit_when_done = false;    // _exit() once job.end is written
   int attempt = 1;                // WEFT_ATTEMPT
   // A TMPDIR made for us (by the fork server, which reuses it for the
   // next job after a pass): we empty it after a pass instead of removing

@@ -1309,9 +1309,7 @@ int Auditor::Run() {
   leak_timer_.data = this;
   timeout_timer_.data = grace_timer_.data = drain_timer_.data =
       idle_timer_.data = hold_timer_.data = this;
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stop_signals, sig);
+  sigset_t stop_signals = JobStopSignals();
   sigprocmask(SIG_BLOCK, &stop_signals, nullptr);  // the test's mask is reset
   signal_fd_ = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ >= 0) {

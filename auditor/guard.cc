@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fmt/format.h>
+#include <weft/common/spawn.h>
 #include <weft/common/util.h>
 
 #include <chrono>
@@ -19,9 +20,7 @@
 namespace weft::auditor {
 
 int Guard(const Options& o) {
-  sigset_t stops;
-  sigemptyset(&stops);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stops, sig);
+  sigset_t stops = JobStopSignals();
   sigprocmask(SIG_BLOCK, &stops, nullptr);
   int sig_fd = signalfd(-1, &stops, SFD_CLOEXEC | SFD_NONBLOCK);
   // Our runner's death, however it dies, reaches us as a SIGTERM too.

@@ -30,15 +30,6 @@ void Send(int fd, const std::string& message) {
   }
 }
 
-// The stop signals of a job: blocked in a worker for good (each job reads
-// them from its own signalfd).
-sigset_t StopSignals() {
-  sigset_t stops;
-  sigemptyset(&stops);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stops, sig);
-  return stops;
-}
-
 constexpr size_t kMaxMessage = 1 << 20;
 
 // A worker: one auditor after another in one process, each job's output
@@ -55,7 +46,7 @@ constexpr size_t kMaxMessage = 1 << 20;
   // job that needed much more (a huge line) gives it back when it ends.
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, 16 << 20);
-  sigset_t stops = StopSignals();
+  sigset_t stops = JobStopSignals();  // blocked for good (see start())
   int pending = signalfd(-1, &stops, SFD_NONBLOCK | SFD_CLOEXEC);
   int null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
   std::unique_ptr<char[]> buf(new char[kMaxMessage]);
@@ -159,10 +150,8 @@ int Serve(int control) {
     if (pid == 0) {
       // Stop signals stay blocked (see Work); SIGCHLD comes as it did to
       // the runner's auditors.
-      sigset_t mask = old;
-      sigset_t stops = StopSignals();
-      for (int sig = 1; sig < NSIG; ++sig)
-        if (sigismember(&stops, sig)) sigaddset(&mask, sig);
+      sigset_t mask, stops = JobStopSignals();
+      sigorset(&mask, &old, &stops);
       sigprocmask(SIG_SETMASK, &mask, nullptr);
       // Keep fds 0-2 occupied (the control socket may be fd 0), so no
       // pipe of an auditor's lands there.

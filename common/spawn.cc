@@ -13,6 +13,13 @@ extern char** environ;
 
 namespace weft {
 
+sigset_t JobStopSignals() {
+  sigset_t stops;
+  sigemptyset(&stops);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&stops, sig);
+  return stops;
+}
+
 // The signals we ignore, read once: weft's processes set their
 // dispositions at start-up and never change which signals they ignore
 // afterwards. A fork server calls this before forking, so its children do
@@ -67,10 +74,8 @@ struct ChildPlan {
   for (auto [from, to] : req.extra_fds) ok = ok && move(from, to);
   if (ok && req.cwd && chdir(req.cwd) != 0) ok = false;
   if (ok) {
-    sigset_t mask;
-    sigemptyset(&mask);
-    if (req.block_stop_signals)
-      for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+    sigset_t mask = JobStopSignals();
+    if (!req.block_stop_signals) sigemptyset(&mask);
     sigprocmask(SIG_SETMASK, &mask, nullptr);
     execvpe(plan->argv[0], plan->argv, plan->envp);
   }
@@ -125,10 +130,8 @@ int Spawn(const SpawnRequest& req, pid_t* pid) {
   // exec resets caught signals by itself; only ignored ones survive it, so
   // only those need resetting (64 sigaction calls per spawn otherwise).
   const sigset_t& ignored = IgnoredSignals();
-  sigset_t mask;
-  sigemptyset(&mask);
-  if (req.block_stop_signals)
-    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+  sigset_t mask = JobStopSignals();
+  if (!req.block_stop_signals) sigemptyset(&mask);
   posix_spawnattr_setsigmask(&attr, &mask);
   posix_spawnattr_setsigdefault(&attr, &ignored);
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;

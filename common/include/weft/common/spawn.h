@@ -38,6 +38,13 @@ struct SpawnRequest {
 // errno that stopped it (exec failures included: ENOENT, EACCES, …).
 int Spawn(const SpawnRequest& req, pid_t* pid);
 
+// The signals that stop a job: SIGTERM, SIGINT, SIGHUP, and SIGUSR1 (its
+// run bailed out). An auditor, a fork server's worker and a guard keep them
+// blocked and read them from a signalfd; a child spawned with
+// block_stop_signals starts with them blocked. (By value: it is also used
+// between vfork and exec.)
+sigset_t JobStopSignals();
+
 // The set of signals Spawn() resets in children (those we ignore), read
 // once per process; call it before forking to share that work.
 const sigset_t& IgnoredSignals();

@@ -36,9 +36,9 @@ int main(int argc, char** argv) {
       ->type_name("SOCKET");
   bool serve = false;
   app.add_flag("--serve", serve,
-               "Be a fork server: read job requests from stdin (a socket, "
-               "from weft-runner) and audit each job in a worker process it "
-               "forks, one per job running at once, reused job after job");
+               "Be a fork server: fork a worker on each request from stdin "
+               "(a socket, from weft-runner), one per job running at once; "
+               "the runner sends each worker job after job");
   bool guard = false;
   app.add_flag("--guard", guard,
                "Guard a service instead of auditing a test: run COMMAND in its "

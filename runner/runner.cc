@@ -229,7 +229,24 @@ class Runner {
   bool server_up_ = false;
   uv_poll_t server_poll_;
   ChildWatch server_watch_;
-  std::map<int64_t, Job*> by_id_;
+  // The server's workers, each an auditor process reused job after job,
+  // that we talk to directly (see auditor/server.h).
+  struct Worker {
+    Runner* runner = nullptr;
+    int sock = -1;
+    pid_t pid = -1;        // from its "H"
+    Job* job = nullptr;    // the job it runs
+    bool last = false;     // it takes no other job
+    bool ended = false;    // its socket ended mid-job: how comes as "X"
+    bool dropped = false;  // closed; freed when its handle is
+    uv_poll_t poll;
+  };
+  std::vector<Worker*> workers_;
+  Worker* IdleWorker();
+  static void OnWorkerReadable(uv_poll_t* h, int status, int events);
+  void ReadWorker(Worker& w);
+  void OnWorkerMessage(Worker& w, std::string_view m);
+  void DropWorker(Worker& w);
   int64_t next_id_ = 1;
   int64_t planned_ = 0;
   int64_t done_ = 0;
@@ -436,7 +453,6 @@ void Runner::CancelQueue(std::string_view reason) {
 void Runner::OnExit(Job& job, int status) {
   if (job.exited) return;
   job.exited = true;
-  if (job.via_server) by_id_.erase(job.id);
   if (status == -1)
     job.exit_status = -1;  // lost: its fork server died
   else if (WIFSIGNALED(status))
@@ -559,6 +575,8 @@ bool Runner::StartServer() {
 
 bool Runner::ServerSend(Job& job, int out_fd) {
   if (!server_up_) return false;
+  Worker* w = IdleWorker();
+  if (!w) return false;
   auditor::Options o;
   o.run = writer_.run();
   o.job = job.id;
@@ -573,16 +591,114 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.stage = job.stage;
   std::string m = auditor::EncodeJob(o);
   for (;;) {
-    if (auditor::SendWithFd(server_fd_, m, out_fd) >= 0) return true;
+    if (auditor::SendWithFd(w->sock, m, out_fd) >= 0) {
+      w->job = &job;
+      return true;
+    }
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
-      struct pollfd p = {server_fd_, POLLOUT, 0};
+      struct pollfd p = {w->sock, POLLOUT, 0};
       poll(&p, 1, 1000);
       continue;
     }
-    // Too big, or the server is gone: this job is exec'ed instead.
+    // Too big, or the worker is gone: this job is exec'ed instead.
     return false;
   }
+}
+
+// A worker with no job; a new one (asked of the server) when none is idle.
+Runner::Worker* Runner::IdleWorker() {
+  for (Worker* w : workers_)
+    if (!w->job && !w->last && !w->ended) return w;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
+  ssize_t sent;
+  while ((sent = auditor::SendWithFd(server_fd_, "W", sv[1])) < 0 &&
+         (errno == EINTR || errno == EAGAIN)) {
+    if (errno == EAGAIN) {
+      struct pollfd p = {server_fd_, POLLOUT, 0};
+      poll(&p, 1, 1000);
+    }
+  }
+  close(sv[1]);
+  if (sent < 0) {
+    close(sv[0]);
+    return nullptr;
+  }
+  // Its "H" and the job's messages come as it gets to them; the job's
+  // request waits in the socket meanwhile.
+  auto* w = new Worker;
+  w->runner = this;
+  w->sock = sv[0];
+  fcntl(w->sock, F_SETFL, O_NONBLOCK);
+  w->poll.data = w;
+  uv_poll_init(loop_, &w->poll, w->sock);
+  uv_poll_start(&w->poll, UV_READABLE, OnWorkerReadable);
+  workers_.push_back(w);
+  return w;
+}
+
+void Runner::OnWorkerReadable(uv_poll_t* h, int, int) {
+  auto* w = static_cast<Worker*>(h->data);
+  w->runner->ReadWorker(*w);
+}
+
+// What a worker said; at its socket's end, the job it had is lost, and
+// how comes from the server ("X").
+void Runner::ReadWorker(Worker& w) {
+  char buf[64];
+  while (!w.dropped && !w.ended) {
+    ssize_t n = recv(w.sock, buf, sizeof buf, 0);
+    if (n > 0) {
+      OnWorkerMessage(w, std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (w.job && w.pid > 0 && server_up_) {
+      w.ended = true;  // dropped at its "X"
+      uv_poll_stop(&w.poll);
+      return;
+    }
+    if (Job* job = w.job) {
+      w.job = nullptr;
+      OnExit(*job, -1);
+    }
+    DropWorker(w);
+  }
+}
+
+void Runner::OnWorkerMessage(Worker& w, std::string_view m) {
+  std::string text(m);
+  long long value = 0;
+  if (text[0] == 'H' && sscanf(text.c_str(), "H %lld", &value) == 1) {
+    w.pid = static_cast<pid_t>(value);
+  } else if (text[0] == 'G' && w.job) {
+    w.job->pid = w.pid;
+    if (stopping_ && w.pid > 0) kill(w.pid, stop_signal_ ? stop_signal_ : SIGTERM);
+  } else if (text[0] == 'D' && sscanf(text.c_str(), "D %lld", &value) == 1) {
+    if (m.ends_with(" last")) w.last = true;
+    if (Job* job = w.job) {
+      w.job = nullptr;
+      OnExit(*job, W_EXITCODE(static_cast<int>(value), 0));
+    }
+  } else if (text[0] == 'F' && sscanf(text.c_str(), "F %lld", &value) == 1) {
+    w.last = true;
+    if (Job* job = w.job) {
+      w.job = nullptr;
+      job->start_error = strerror(static_cast<int>(value));
+      OnExit(*job, 0);
+    }
+  }
+}
+
+void Runner::DropWorker(Worker& w) {
+  if (w.dropped) return;
+  w.dropped = true;
+  std::erase(workers_, &w);
+  uv_close(reinterpret_cast<uv_handle_t*>(&w.poll),
+           [](uv_handle_t* h) { delete static_cast<Worker*>(h->data); });
+  close(w.sock);  // it sees EOF and exits (after its job)
 }
 
 void Runner::OnServerReadable(uv_poll_t* h, int, int) {
@@ -592,6 +708,7 @@ void Runner::OnServerReadable(uv_poll_t* h, int, int) {
     ssize_t n = recv(self->server_fd_, buf, sizeof buf, 0);
     if (n > 0) {
       self->OnServerMessage(std::string_view(buf, static_cast<size_t>(n)));
+      if (!self->server_up_) return;
       continue;
     }
     if (n < 0 && (errno == EINTR)) continue;
@@ -601,33 +718,36 @@ void Runner::OnServerReadable(uv_poll_t* h, int, int) {
   }
 }
 
+// "X <pid> <status>": a worker ended. What it said before is read first (a
+// job it finished ended as it said); a job it had is then lost, as it died.
 void Runner::OnServerMessage(std::string_view m) {
-  char kind = 0;
-  long long job_id = 0, value = 0;
-  if (sscanf(std::string(m).c_str(), "%c %lld %lld", &kind, &job_id, &value) != 3)
+  long long pid = 0, status = 0;
+  if (sscanf(std::string(m).c_str(), "X %lld %lld", &pid, &status) != 2) return;
+  for (Worker* w : workers_) {
+    if (w->pid != pid) continue;
+    w->ended = false;
+    ReadWorker(*w);
+    if (w->dropped) return;
+    if (Job* job = w->job) {
+      w->job = nullptr;
+      OnExit(*job, static_cast<int>(status));
+    }
+    DropWorker(*w);
     return;
-  auto it = by_id_.find(job_id);
-  if (it == by_id_.end()) return;
-  Job& job = *it->second;
-  if (kind == 'S') {
-    job.pid = static_cast<pid_t>(value);
-    if (stopping_) kill(job.pid, stop_signal_ ? stop_signal_ : SIGTERM);
-  } else if (kind == 'E') {
-    OnExit(job, static_cast<int>(value));
-  } else if (kind == 'F') {
-    job.start_error = strerror(static_cast<int>(value));
-    OnExit(job, 0);
   }
 }
 
-// The server is gone: jobs it had not reported as ended never will be.
+// The server is gone: jobs its workers had not reported as ended never
+// will be.
 void Runner::ServerGone(std::string_view why) {
   if (!server_up_) return;
-  bool busy = !by_id_.empty();
-  StopServer();
-  if (busy) HarnessError(why);
   std::vector<Job*> lost;
-  for (auto& [id, job] : by_id_) lost.push_back(job);
+  for (Worker* w : workers_) {
+    if (w->job) lost.push_back(w->job);
+    w->job = nullptr;
+  }
+  StopServer();
+  if (!lost.empty()) HarnessError(why);
   for (Job* job : lost) {
     // Its auditor may still run, orphaned: have it stop its test and end.
     if (job->pid > 0) kill(job->pid, SIGTERM);
@@ -638,6 +758,7 @@ void Runner::ServerGone(std::string_view why) {
 void Runner::StopServer() {
   if (!server_up_) return;
   server_up_ = false;
+  while (!workers_.empty()) DropWorker(*workers_.back());
   uv_poll_stop(&server_poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
   close(server_fd_);  // the server sees EOF and exits
@@ -761,29 +882,33 @@ void Runner::ReturnTokens(size_t keep) {
 }
 
 bool Runner::StartJob(std::unique_ptr<Job> job) {
-  std::vector<std::string> args = {
-      o_.auditor,        "--run",     writer_.run(), "--job",
-      std::to_string(job->id), "--name", job->spec.name, "--lifeline-fd",
-      "3"};
-  const JobSpec& spec = job->spec;
-  const JobLimits& l = spec.limits;
-  if (l.timeout_s > 0) args.push_back(fmt::format("--timeout={}", l.timeout_s));
-  if (l.idle_timeout_s > 0)
-    args.push_back(fmt::format("--idle-timeout={}", l.idle_timeout_s));
-  args.push_back(fmt::format("--exit-timeout={}", l.exit_timeout_s));
-  args.push_back(fmt::format("--kill-grace={}", l.kill_grace_s));
-  if (l.keep_tmpdir) args.push_back("--keep");
-  args.push_back(l.leaks_fail ? "--leaks=fail" : "--leaks=warn");
-  if (!l.stdin_path.empty()) args.push_back("--stdin=" + l.stdin_path);
-  if (!spec.cwd.empty()) args.push_back("--cwd=" + spec.cwd);
-  args.push_back(fmt::format("--attempt={}", spec.attempt));
-  args.push_back(fmt::format("--attempts={}", spec.retries + 1));
-  for (const auto& e : job_env_) args.push_back("--env=" + e);
-  for (const auto& e : spec.env) args.push_back("--env=" + e);
-  if (stages_) job->stage = stages_->SocketFor(spec);
-  if (!job->stage.empty()) args.push_back("--stage=" + job->stage);
-  args.push_back("--");
-  for (const auto& a : job->spec.argv) args.push_back(a);
+  if (stages_) job->stage = stages_->SocketFor(job->spec);
+  // An exec'ed auditor's command line (when the fork server cannot serve).
+  auto exec_args = [&] {
+    std::vector<std::string> args = {
+        o_.auditor,        "--run",     writer_.run(), "--job",
+        std::to_string(job->id), "--name", job->spec.name, "--lifeline-fd",
+        "3"};
+    const JobSpec& spec = job->spec;
+    const JobLimits& l = spec.limits;
+    if (l.timeout_s > 0) args.push_back(fmt::format("--timeout={}", l.timeout_s));
+    if (l.idle_timeout_s > 0)
+      args.push_back(fmt::format("--idle-timeout={}", l.idle_timeout_s));
+    args.push_back(fmt::format("--exit-timeout={}", l.exit_timeout_s));
+    args.push_back(fmt::format("--kill-grace={}", l.kill_grace_s));
+    if (l.keep_tmpdir) args.push_back("--keep");
+    args.push_back(l.leaks_fail ? "--leaks=fail" : "--leaks=warn");
+    if (!l.stdin_path.empty()) args.push_back("--stdin=" + l.stdin_path);
+    if (!spec.cwd.empty()) args.push_back("--cwd=" + spec.cwd);
+    args.push_back(fmt::format("--attempt={}", spec.attempt));
+    args.push_back(fmt::format("--attempts={}", spec.retries + 1));
+    for (const auto& e : job_env_) args.push_back("--env=" + e);
+    for (const auto& e : spec.env) args.push_back("--env=" + e);
+    if (!job->stage.empty()) args.push_back("--stage=" + job->stage);
+    args.push_back("--");
+    for (const auto& a : job->spec.argv) args.push_back(a);
+    return args;
+  };
   job->pipe.data = job.get();
   job->runner = this;
 
@@ -802,7 +927,7 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
     close(out[1]);
   } else {
     SpawnRequest req;
-    req.argv = std::move(args);
+    req.argv = exec_args();
     req.stdout_fd = out[1];
     req.extra_fds = {{lifeline_[0], 3}};
     // Its own session: a terminal's Ctrl-C reaches us, and we stop each
@@ -828,12 +953,13 @@ bool Runner::StartJob(std::unique_ptr<Job> job) {
   uv_pipe_init(loop_, &job->pipe, 0);
   uv_pipe_open(&job->pipe, out[0]);
   Job* j = job.get();
-  if (job->via_server) {
-    by_id_[job->id] = j;
-  } else if (int wrc = job->watch.Start(
-                 loop_, job->pid, [this, j](int status, const struct rusage&) { OnExit(*j, status); })) {
-    HarnessError(fmt::format("cannot watch weft-auditor: {}", uv_strerror(wrc)));
-    kill(job->pid, SIGKILL);
+  if (!job->via_server) {
+    if (int wrc = job->watch.Start(loop_, job->pid, [this, j](int status, const struct rusage&) {
+          OnExit(*j, status);
+        })) {
+      HarnessError(fmt::format("cannot watch weft-auditor: {}", uv_strerror(wrc)));
+      kill(job->pid, SIGKILL);
+    }
   }
   uv_read_start(reinterpret_cast<uv_stream_t*>(&job->pipe), OnAlloc, OnRead);
   running_.push_back(std::move(job));

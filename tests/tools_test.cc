@@ -364,6 +364,38 @@ TEST_CASE("the auditor fork server killed mid-run is a harness failure, and no t
   CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
 }
 
+TEST_CASE("a fork server worker killed mid-job fails that job as a harness error; the next job runs") {
+  TempDir d;
+  d.HelperTest("t/a", "plan 1 pidfile " + d.path() + "/pid hang");
+  d.Write("t/b.sh", "#!/bin/sh\necho 1..1\necho ok 1\n", true);
+  RunOptions o;
+  o.cwd = d.path();
+  Child weft({Bin("weft"), "test", "-j1", "--order=name", "--no-config", "t"}, o);
+  pid_t test_pid = -1;
+  REQUIRE(WaitFor(30, [&] {
+    std::ifstream in(d.path() + "/pid");
+    return static_cast<bool>(in >> test_pid);
+  }));
+  // The worker auditing the test is its parent.
+  std::ifstream stat("/proc/" + std::to_string(test_pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string state;
+  pid_t worker = -1;
+  rest >> state >> worker;
+  REQUIRE(worker > 1);
+  kill(worker, SIGKILL);
+  Result r = weft.Wait();
+  CHECK(r.code == 3);
+  std::string out = Normalize(r.out);
+  CHECK_MESSAGE(out.find("weft-auditor for job 1 (t/a) was killed by SIGKILL without "
+                         "finishing the job") != std::string::npos,
+                out);
+  CHECK(out.find("Files: 1 passed, 1 failed (2 in all).") != std::string::npos);
+  CHECK(WaitFor(10, [&] { return !Alive(test_pid); }));
+}
+
 TEST_CASE("regression: weft-logger with stdout closed writes each line once") {
   TempDir d;
   RunOptions o;

@@ -2,6 +2,7 @@
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <string.h>
 #include <time.h>
 
 
@@ -12,14 +13,16 @@ constexpr std::string_view kTypePrefix = "{\"type\":\"";
 }  // namespace
 
 std::string_view TypeOf(std::string_view line) {
-  if (line.size() < kTypePrefix.size() + 1 ||
-      line.substr(0, kTypePrefix.size()) != kTypePrefix)
-    return {};
-  std::string_view rest = line.substr(kTypePrefix.size());
+  // Every line of a stream comes here: a fixed-size compare (inlined, no
+  // call) for the prefix, then the name up to its quote.
+  constexpr size_t n = kTypePrefix.size();
+  if (line.size() < n + 1 || memcmp(line.data(), kTypePrefix.data(), n) != 0) return {};
+  const char* name = line.data() + n;
+  const char* end = line.data() + line.size();
   // Type names are plain ASCII words: no escapes to worry about.
-  for (size_t i = 0; i < rest.size(); ++i) {
-    char c = rest[i];
-    if (c == '"') return rest.substr(0, i);
+  for (const char* p = name; p < end; ++p) {
+    char c = *p;
+    if (c == '"') return std::string_view(name, static_cast<size_t>(p - name));
     if (c == '\\' || static_cast<unsigned char>(c) < 0x20) return {};
   }
   return {};

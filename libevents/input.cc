@@ -1,14 +1,20 @@
 #include "weft/events/input.h"
 
+#include "weft/events/event.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 
 namespace weft::events {
@@ -64,6 +70,98 @@ class ZstdInput {
   std::unique_ptr<char[]> in_;
 };
 
+// A file of this size or more is mapped rather than read (below it, the
+// mapping costs more than the copy it saves).
+constexpr off_t kMapAtLeast = 1 << 20;
+// Input consumed between two batch ends (where the handlers flush).
+constexpr size_t kMapBatch = 1 << 20;
+
+// A mapped file cut short while it is read (truncated by someone else)
+// raises SIGBUS at the first page past its new end: the handler maps a
+// page of zeros there, so the read goes on (seeing NULs, which are no
+// event) and ends as a read error, instead of the process dying.
+std::atomic<bool> g_map_shrank{false};
+long g_page = 4096;  // set before the handler is installed
+uintptr_t g_map_lo = 0, g_map_hi = 0;  // the mapping being read
+void OnMapBus(int sig, siginfo_t* info, void*) {
+  auto at = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (at < g_map_lo || at >= g_map_hi) {
+    // Not ours: die of it, as without this handler.
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  // Zeros from that page to the mapping's end: one fault, not one a page.
+  uintptr_t addr = at & ~static_cast<uintptr_t>(g_page - 1);
+  if (mmap(reinterpret_cast<void*>(addr), g_map_hi - addr, PROT_READ,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+    _exit(3);
+  g_map_shrank = true;
+}
+
+// A regular, uncompressed file read to its end: its lines handed over
+// straight from a mapping of it, with no copy (a filtered replay skips most
+// lines by their type alone: it should cost little more than the scan for
+// their ends). The last lines (within kPadding of the mapping's end, or
+// without a '\n') go through "reader" as read ones, for their padding.
+// False when the file is not mapped (compressed, or mmap refused): then
+// nothing was consumed.
+bool MapLines(int fd, off_t pos, off_t size, LineReader& reader, const PumpHandlers& h,
+              PumpEnd* end, std::string* why) {
+  void* map = mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) return false;
+  const char* base = static_cast<const char*>(map);
+  const char* p = base + pos;
+  const char* stop = base + size;
+  // Readable: up to the end of the last page (zeros after the file's end).
+  long page = g_page = sysconf(_SC_PAGESIZE);
+  const char* readable = base + (size + page - 1) / page * page;
+  struct sigaction bus = {}, old_bus;
+  g_map_lo = reinterpret_cast<uintptr_t>(base);
+  g_map_hi = reinterpret_cast<uintptr_t>(readable);
+  bus.sa_sigaction = OnMapBus;
+  bus.sa_flags = SA_SIGINFO;
+  sigemptyset(&bus.sa_mask);
+  g_map_shrank = false;
+  sigaction(SIGBUS, &bus, &old_bus);
+  if (stop - p >= 4 && memcmp(p, kZstdMagic, 4) == 0) {
+    sigaction(SIGBUS, &old_bus, nullptr);
+    munmap(map, static_cast<size_t>(size));
+    return false;
+  }
+  madvise(map, static_cast<size_t>(size), MADV_SEQUENTIAL);
+  *end = PumpEnd::kEof;
+  const char* batch = p;
+  while (p < stop) {
+    auto* nl = static_cast<const char*>(memchr(p, '\n', static_cast<size_t>(stop - p)));
+    if (!nl || readable - nl <= static_cast<std::ptrdiff_t>(kPadding)) break;
+    h.line(std::string_view(p, static_cast<size_t>(nl - p)));
+    p = nl + 1;
+    if (static_cast<size_t>(p - batch) >= kMapBatch) {
+      if (h.batch_end) h.batch_end();
+      batch = p;
+      if (StopCount() >= 3) {
+        *end = PumpEnd::kInterrupted;
+        break;
+      }
+    }
+  }
+  if (*end == PumpEnd::kEof) {
+    reader.Append(p, static_cast<size_t>(stop - p));
+    reader.Finish();
+    std::string_view line;
+    while (reader.Next(&line)) h.line(line);
+  }
+  if (h.batch_end) h.batch_end();
+  sigaction(SIGBUS, &old_bus, nullptr);
+  munmap(map, static_cast<size_t>(size));
+  if (g_map_shrank) {
+    *why = "it shrank while it was being read";
+    *end = PumpEnd::kReadError;
+  }
+  return true;
+}
+
 }  // namespace
 
 PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
@@ -82,6 +180,17 @@ PumpEnd ReadInput(const InputOptions& in, LineReader& reader,
     if (!is_stdin) close(fd);
     return PumpEnd::kReadError;
   };
+  if (regular && !in.follow) {
+    off_t pos = lseek(fd, 0, SEEK_CUR);
+    PumpEnd end;
+    std::string why;
+    if (pos >= 0 && st.st_size - pos >= kMapAtLeast &&
+        MapLines(fd, pos, st.st_size, reader, h, &end, &why)) {
+      if (end == PumpEnd::kReadError) return fail(why);
+      if (!is_stdin) close(fd);
+      return end;
+    }
+  }
   // The first bytes say whether it is compressed (zstd's magic number).
   char head[4];
   size_t have = 0;

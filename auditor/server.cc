@@ -105,8 +105,15 @@ int Serve(int control) {
     return 3;
   }
   // The workers, forked on the runner's request and reaped here; the
-  // runner talks to each through the socket it sent with the request.
-  std::vector<pid_t> workers;
+  // runner talks to each through the socket it sent with the request. We
+  // keep a copy of each worker's end until we have said on it how the
+  // worker ended ("X"), so the runner reads that after all the worker
+  // said, and the socket's end after that.
+  struct Worker {
+    pid_t pid;
+    int sock;
+  };
+  std::vector<Worker> workers;
   char m[64];
   bool listening = true;
   while (listening || !workers.empty()) {
@@ -122,10 +129,14 @@ int Serve(int control) {
       int status;
       pid_t pid;
       while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        std::erase(workers, pid);
-        // How it ended, for the job it may have had (the runner learns of
-        // a worker's death at its socket's EOF, and of how here).
-        if (listening) Send(control, fmt::format("X {} {}", pid, status));
+        for (size_t i = 0; i < workers.size(); ++i) {
+          if (workers[i].pid != pid) continue;
+          // How it ended, for the job it may have had.
+          Send(workers[i].sock, fmt::format("X {}", status));
+          close(workers[i].sock);
+          workers.erase(workers.begin() + static_cast<std::ptrdiff_t>(i));
+          break;
+        }
       }
     }
     if (!listening || !p[1].revents) continue;
@@ -158,13 +169,15 @@ int Serve(int control) {
         close(null_fd);
       if (control != STDIN_FILENO) close(control);
       close(sfd);
+      for (const Worker& w : workers) close(w.sock);  // the others'
       Work(sock);
     }
-    if (pid < 0)
+    if (pid < 0) {
       Send(sock, fmt::format("F {}", errno));  // read by the runner
-    else
-      workers.push_back(pid);
-    close(sock);
+      close(sock);
+    } else {
+      workers.push_back({pid, sock});
+    }
   }
   close(sfd);
   return 0;

@@ -9,9 +9,11 @@
 // not two. All sockets are SOCK_SEQPACKET (one message per datagram).
 //   runner -> server  "W" with SCM_RIGHTS carrying one end of a socketpair
 //                     the runner made: fork a worker on it
-//   server -> runner  "X <pid> <status>"   a worker ended (its waitpid
+//   server -> runner, on the worker's socket (the server keeps a copy of
+//                     the worker's end until then):
+//                     "X <status>"         the worker ended (its waitpid
 //                                          status, for the job it had)
-//   server -> worker's socket "F <errno>"  the worker could not be forked
+//                     "F <errno>"          the worker could not be forked
 //   worker -> runner  "H <pid>"            first: the worker is up
 //   runner -> worker  "J\0<run>\0<job>\0<name>\0<timeout>\0<idle>\0<exit>\0<grace>\0<attempt>\0<keep>\0<leaks>\0<stdin>\0<argv0>\0…"
 //                     with SCM_RIGHTS carrying the write end of the job's
@@ -26,8 +28,11 @@
 // before (the runner signals a job until it hears of its end, and the next
 // job comes after that), so the worker drops pending ones first, then says
 // "G"; the runner signals a job only after its "G", so every signal it
-// sends for the job comes after the drop. A worker that dies mid-job is
-// seen at its socket's EOF, and how it died comes as "X". Workers exit at
+// sends for the job comes after the drop. Everything about a worker comes
+// in order on its socket: what it said, then "X" (how it died: the job it
+// had fails with that), then the socket's end. If the server dies, the
+// workers' jobs still end by their "D" (or are lost at their socket's end
+// without one), and each worker takes no other job. Workers exit at
 // their socket's EOF; the server, once the runner closed its socket, when
 // its workers have. Each job's auditor watches fd 3 (the runner's
 // lifeline) like an exec'ed one; each worker keeps one TMPDIR for job after

@@ -220,7 +220,6 @@ class Runner {
   // instead of one per job.
   bool StartServer();
   bool ServerSend(Job& job, int out_fd);
-  void OnServerMessage(std::string_view m);
   void ServerGone(std::string_view why);
   void StopServer();
   static void OnServerReadable(uv_poll_t* h, int status, int events);
@@ -237,7 +236,6 @@ class Runner {
     pid_t pid = -1;        // from its "H"
     Job* job = nullptr;    // the job it runs
     bool last = false;     // it takes no other job
-    bool ended = false;    // its socket ended mid-job: how comes as "X"
     bool dropped = false;  // closed; freed when its handle is
     uv_poll_t poll;
   };
@@ -362,7 +360,9 @@ void Runner::OnLine(Job& job, std::string_view line) {
                                err.empty() ? "stream does not start with hello"
                                            : err),
                    job.id);
-      if (job.pid > 0) kill(job.pid, SIGTERM);  // (not yet known: -1, everyone)
+      // (A worker's pid stays with its job after "D", when the worker may
+      // already run the next job.)
+      if (job.pid > 0 && !job.exited) kill(job.pid, SIGTERM);
     }
     return;
   }
@@ -609,7 +609,7 @@ bool Runner::ServerSend(Job& job, int out_fd) {
 // A worker with no job; a new one (asked of the server) when none is idle.
 Runner::Worker* Runner::IdleWorker() {
   for (Worker* w : workers_)
-    if (!w->job && !w->last && !w->ended) return w;
+    if (!w->job && !w->last) return w;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
   ssize_t sent;
@@ -643,11 +643,13 @@ void Runner::OnWorkerReadable(uv_poll_t* h, int, int) {
   w->runner->ReadWorker(*w);
 }
 
-// What a worker said; at its socket's end, the job it had is lost, and
-// how comes from the server ("X").
+// What a worker said. The server holds a copy of the worker's end of the
+// socket until it has reaped the worker and said how it ended ("X") on it,
+// so everything about a worker comes in order here, and its socket ends
+// after its "X" (or when the server is gone).
 void Runner::ReadWorker(Worker& w) {
   char buf[64];
-  while (!w.dropped && !w.ended) {
+  while (!w.dropped) {
     ssize_t n = recv(w.sock, buf, sizeof buf, 0);
     if (n > 0) {
       OnWorkerMessage(w, std::string_view(buf, static_cast<size_t>(n)));
@@ -655,12 +657,7 @@ void Runner::ReadWorker(Worker& w) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
-    if (w.job && w.pid > 0 && server_up_) {
-      w.ended = true;  // dropped at its "X"
-      uv_poll_stop(&w.poll);
-      return;
-    }
-    if (Job* job = w.job) {
+    if (Job* job = w.job) {  // no "X": the server is gone
       w.job = nullptr;
       OnExit(*job, -1);
     }
@@ -677,10 +674,22 @@ void Runner::OnWorkerMessage(Worker& w, std::string_view m) {
     w.job->pid = w.pid;
     if (stopping_ && w.pid > 0) kill(w.pid, stop_signal_ ? stop_signal_ : SIGTERM);
   } else if (text[0] == 'D' && sscanf(text.c_str(), "D %lld", &value) == 1) {
-    if (m.ends_with(" last")) w.last = true;
+    if (m.ends_with(" last") || !server_up_) w.last = true;
     if (Job* job = w.job) {
       w.job = nullptr;
       OnExit(*job, W_EXITCODE(static_cast<int>(value), 0));
+    }
+    // With the server gone a worker takes no other job: ours ends here.
+    if (!server_up_) DropWorker(w);
+  } else if (text[0] == 'X' && sscanf(text.c_str(), "X %lld", &value) == 1) {
+    // It was reaped: its pid is no one's to signal any more.
+    w.last = true;
+    pid_t dead = w.pid;
+    w.pid = -1;
+    if (Job* job = w.job) {
+      w.job = nullptr;
+      if (job->pid == dead) job->pid = -1;
+      OnExit(*job, static_cast<int>(value));
     }
   } else if (text[0] == 'F' && sscanf(text.c_str(), "F %lld", &value) == 1) {
     w.last = true;
@@ -701,16 +710,14 @@ void Runner::DropWorker(Worker& w) {
   close(w.sock);  // it sees EOF and exits (after its job)
 }
 
+// The server says nothing on its own socket (what it says of a worker goes
+// on that worker's); its end is the news.
 void Runner::OnServerReadable(uv_poll_t* h, int, int) {
   auto* self = static_cast<Runner*>(h->data);
   char buf[256];
   for (;;) {
     ssize_t n = recv(self->server_fd_, buf, sizeof buf, 0);
-    if (n > 0) {
-      self->OnServerMessage(std::string_view(buf, static_cast<size_t>(n)));
-      if (!self->server_up_) return;
-      continue;
-    }
+    if (n > 0) continue;
     if (n < 0 && (errno == EINTR)) continue;
     if (n < 0 && errno == EAGAIN) return;
     self->ServerGone("the auditor fork server closed its socket");
@@ -718,47 +725,31 @@ void Runner::OnServerReadable(uv_poll_t* h, int, int) {
   }
 }
 
-// "X <pid> <status>": a worker ended. What it said before is read first (a
-// job it finished ended as it said); a job it had is then lost, as it died.
-void Runner::OnServerMessage(std::string_view m) {
-  long long pid = 0, status = 0;
-  if (sscanf(std::string(m).c_str(), "X %lld %lld", &pid, &status) != 2) return;
-  for (Worker* w : workers_) {
-    if (w->pid != pid) continue;
-    w->ended = false;
-    ReadWorker(*w);
-    if (w->dropped) return;
-    if (Job* job = w->job) {
-      w->job = nullptr;
-      OnExit(*job, static_cast<int>(status));
-    }
-    DropWorker(*w);
-    return;
-  }
-}
-
-// The server is gone: jobs its workers had not reported as ended never
-// will be.
+// The server is gone. Its workers still talk to us: a job already given
+// to one ends as it says (its worker takes no other); one whose worker
+// ends without a "D" is lost. Later jobs get exec'ed auditors.
 void Runner::ServerGone(std::string_view why) {
   if (!server_up_) return;
-  std::vector<Job*> lost;
+  bool busy = false;
+  for (Worker* w : workers_) busy = busy || w->job;
+  server_up_ = false;
+  uv_poll_stop(&server_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
+  close(server_fd_);
+  server_fd_ = -1;
+  std::vector<Worker*> idle;
   for (Worker* w : workers_) {
-    if (w->job) lost.push_back(w->job);
-    w->job = nullptr;
+    w->last = true;
+    if (!w->job) idle.push_back(w);
   }
-  StopServer();
-  if (!lost.empty()) HarnessError(why);
-  for (Job* job : lost) {
-    // Its auditor may still run, orphaned: have it stop its test and end.
-    if (job->pid > 0) kill(job->pid, SIGTERM);
-    OnExit(*job, -1);
-  }
+  for (Worker* w : idle) DropWorker(*w);
+  if (busy) HarnessError(why);
 }
 
 void Runner::StopServer() {
+  while (!workers_.empty()) DropWorker(*workers_.back());
   if (!server_up_) return;
   server_up_ = false;
-  while (!workers_.empty()) DropWorker(*workers_.back());
   uv_poll_stop(&server_poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
   close(server_fd_);  // the server sees EOF and exits

@@ -339,6 +339,9 @@ class Auditor : public tap::Sink {
   bool StageSpawn(const std::vector<std::string>& env, int stdin_fd, int out_w, int err_w,
                   int ev_w, pid_t* pid, std::string* why);
   static void OnStage(uv_poll_t* h, int status, int events);
+  // What the stage said so far (in stage_buf_): its "exited" ends the
+  // test; "more": it may still say more (else it is gone).
+  void StageSaid(bool more);
   int stage_fd_ = -1;
   uv_poll_t stage_poll_;
   std::string stage_buf_;
@@ -1015,6 +1018,12 @@ void Auditor::OnStage(uv_poll_t* h, int, int) {
   ssize_t n = read(self->stage_fd_, chunk, sizeof chunk);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n > 0) self->stage_buf_.append(chunk, static_cast<size_t>(n));
+  self->StageSaid(n > 0);
+}
+
+void Auditor::StageSaid(bool more) {
+  Auditor* self = this;
+  uv_poll_t* h = &stage_poll_;
   size_t nl = self->stage_buf_.find('\n');
   bool done = false;
   int status = 0;
@@ -1026,7 +1035,7 @@ void Auditor::OnStage(uv_poll_t* h, int, int) {
       status = static_cast<int>(std::strtol(std::string(st).c_str(), nullptr, 10));
     }
   }
-  if (!done && n > 0 && nl == std::string::npos) return;
+  if (!done && more && nl == std::string::npos) return;
   uv_poll_stop(h);
   uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
   close(self->stage_fd_);
@@ -1345,6 +1354,10 @@ int Auditor::Run() {
     last_output_ms_ = uv_now(loop_);
     if (o_.limits.idle_timeout_s > 0)
       uv_timer_start(&idle_timer_, OnIdle, Ms(o_.limits.idle_timeout_s), 0);
+    // A test that ended at once: the stage's "exited" may have come with
+    // its "spawned", in the same read, and the socket says nothing more.
+    if (staged_ && stage_fd_ >= 0 && stage_buf_.find('\n') != std::string::npos)
+      StageSaid(true);
   } else {
     for (Stream* s : {&out_, &err_, &ev_}) {
       s->open = false;

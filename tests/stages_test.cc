@@ -273,6 +273,38 @@ TEST_CASE("a stage of one's own, in C (examples/stages/exec-stage.c), speaks the
                  "for ruby give its command\n");
 }
 
+TEST_CASE("regression: a stage's \"exited\" in the same read as its \"spawned\" ends the job") {
+  // A test that ends at once: the stage may send both lines before the
+  // auditor reads the first. This stage sends them in one write (and runs
+  // nothing: the test's pipes have no writer, so they end at once too).
+  TempDir d;
+  d.Write("stage.py",
+          "import json, os, socket, sys\n"
+          "a = sys.argv\n"
+          "path, name = a[a.index('--socket') + 1], a[a.index('--name') + 1]\n"
+          "s = socket.socket(socket.AF_UNIX)\n"
+          "s.bind(path)\n"
+          "s.listen(8)\n"
+          "print(json.dumps({'t': 'ready', 'name': name, 'pid': os.getpid(), 'lang': 'py',\n"
+          "                  'socket': path, 'preloaded': [], 'load_ms': 0}), flush=True)\n"
+          "kept = []\n"
+          "while True:\n"
+          "    c, _ = s.accept()\n"
+          "    c.makefile('rb').readline()\n"
+          "    c.sendall(b'{\"t\":\"spawned\",\"pid\":999999}\\n'\n"
+          "              b'{\"t\":\"exited\",\"pid\":999999,\"status\":0}\\n')\n"
+          "    kept.append(c)\n");
+  d.Write("weft.toml", "[[stage]]\nname = \"fake\"\nlang = \"py\"\ncommand = [\"python3\", \"" +
+                           d.path() + "/stage.py\"]\npaths = [\"t/*.sh\"]\n");
+  d.Write("t/quick.sh", "echo 1..1; echo ok 1\n");
+  Result r = Weft(d, {"test", "--timeout=20"});
+  // It ends (before, the auditor waited for the stage for ever), as the
+  // stage said: exited 0, and no TAP at all.
+  CHECK_MESSAGE(r.code == 1, (r.out + r.err));
+  CHECK(Has(r.out, "Files: 0 passed, 1 failed (1 in all)."));
+  CHECK_FALSE(Has(r.out, "TIMEOUT"));
+}
+
 TEST_CASE("a reload control line restarts the stages that loaded its files, or all of them") {
   TempDir d;
   SlowModule(d);

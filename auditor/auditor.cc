@@ -1022,13 +1022,11 @@ void Auditor::OnStage(uv_poll_t* h, int, int) {
 }
 
 void Auditor::StageSaid(bool more) {
-  Auditor* self = this;
-  uv_poll_t* h = &stage_poll_;
-  size_t nl = self->stage_buf_.find('\n');
+  size_t nl = stage_buf_.find('\n');
   bool done = false;
   int status = 0;
   if (nl != std::string::npos) {
-    std::string_view line(self->stage_buf_.data(), nl);
+    std::string_view line(stage_buf_.data(), nl);
     std::string_view st = StageField(line, "status");
     if (StageField(line, "t") == "exited" && !st.empty()) {
       done = true;
@@ -1036,17 +1034,17 @@ void Auditor::StageSaid(bool more) {
     }
   }
   if (!done && more && nl == std::string::npos) return;
-  uv_poll_stop(h);
-  uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-  close(self->stage_fd_);
-  self->stage_fd_ = -1;
+  uv_poll_stop(&stage_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&stage_poll_), nullptr);
+  close(stage_fd_);
+  stage_fd_ = -1;
   if (done) {
-    self->OnExit(status);
+    OnExit(status);
   } else {
     // The stage is gone: the test cannot be watched any longer.
-    self->stage_error_ = "the stage went away while the test ran";
-    ::kill(-self->pid_, SIGKILL);
-    self->OnExit(SIGKILL);  // as a wait status: killed by SIGKILL
+    stage_error_ = "the stage went away while the test ran";
+    ::kill(-pid_, SIGKILL);
+    OnExit(SIGKILL);  // as a wait status: killed by SIGKILL
   }
 }
 

@@ -77,9 +77,9 @@ constexpr off_t kMapAtLeast = 1 << 20;
 constexpr size_t kMapBatch = 1 << 20;
 
 // A mapped file cut short while it is read (truncated by someone else)
-// raises SIGBUS at the first page past its new end: the handler maps a
-// page of zeros there, so the read goes on (seeing NULs, which are no
-// event) and ends as a read error, instead of the process dying.
+// raises SIGBUS at the first page past its new end: the handler maps zeros
+// from there to the mapping's end, so the read goes on (seeing NULs, which
+// are no event) and ends as a read error, instead of the process dying.
 std::atomic<bool> g_map_shrank{false};
 long g_page = 4096;  // set before the handler is installed
 uintptr_t g_map_lo = 0, g_map_hi = 0;  // the mapping being read

@@ -49,6 +49,18 @@ constexpr const char* kProg = "weft-runner";
 
 class Runner;
 
+// One datagram with an fd to a non-blocking socket, waiting while it is
+// full; false when it cannot be sent (too big, or no one at the other end).
+bool SendWaiting(int sock, std::string_view message, int fd) {
+  for (;;) {
+    if (auditor::SendWithFd(sock, message, fd) >= 0) return true;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return false;
+    struct pollfd p = {sock, POLLOUT, 0};
+    poll(&p, 1, 1000);
+  }
+}
+
 // One job: its spec, its auditor process and the pipe we read it from.
 struct Job {
   int64_t id = 0;
@@ -222,6 +234,7 @@ class Runner {
   bool ServerSend(Job& job, int out_fd);
   void ServerGone(std::string_view why);
   void StopServer();
+  void CloseServer();
   static void OnServerReadable(uv_poll_t* h, int status, int events);
   int server_fd_ = -1;
   pid_t server_pid_ = -1;
@@ -589,21 +602,10 @@ bool Runner::ServerSend(Job& job, int out_fd) {
   o.attempts = job.spec.retries + 1;
   o.argv = job.spec.argv;
   o.stage = job.stage;
-  std::string m = auditor::EncodeJob(o);
-  for (;;) {
-    if (auditor::SendWithFd(w->sock, m, out_fd) >= 0) {
-      w->job = &job;
-      return true;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      struct pollfd p = {w->sock, POLLOUT, 0};
-      poll(&p, 1, 1000);
-      continue;
-    }
-    // Too big, or the worker is gone: this job is exec'ed instead.
-    return false;
-  }
+  // Too big, or the worker is gone: this job is exec'ed instead.
+  if (!SendWaiting(w->sock, auditor::EncodeJob(o), out_fd)) return false;
+  w->job = &job;
+  return true;
 }
 
 // A worker with no job; a new one (asked of the server) when none is idle.
@@ -612,16 +614,9 @@ Runner::Worker* Runner::IdleWorker() {
     if (!w->job && !w->last) return w;
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return nullptr;
-  ssize_t sent;
-  while ((sent = auditor::SendWithFd(server_fd_, "W", sv[1])) < 0 &&
-         (errno == EINTR || errno == EAGAIN)) {
-    if (errno == EAGAIN) {
-      struct pollfd p = {server_fd_, POLLOUT, 0};
-      poll(&p, 1, 1000);
-    }
-  }
+  bool sent = SendWaiting(server_fd_, "W", sv[1]);
   close(sv[1]);
-  if (sent < 0) {
+  if (!sent) {
     close(sv[0]);
     return nullptr;
   }
@@ -732,11 +727,7 @@ void Runner::ServerGone(std::string_view why) {
   if (!server_up_) return;
   bool busy = false;
   for (Worker* w : workers_) busy = busy || w->job;
-  server_up_ = false;
-  uv_poll_stop(&server_poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
-  close(server_fd_);
-  server_fd_ = -1;
+  CloseServer();
   std::vector<Worker*> idle;
   for (Worker* w : workers_) {
     w->last = true;
@@ -748,11 +739,17 @@ void Runner::ServerGone(std::string_view why) {
 
 void Runner::StopServer() {
   while (!workers_.empty()) DropWorker(*workers_.back());
+  CloseServer();
+}
+
+// Our end of the server's socket: the server sees EOF and exits once its
+// workers have.
+void Runner::CloseServer() {
   if (!server_up_) return;
   server_up_ = false;
   uv_poll_stop(&server_poll_);
   uv_close(reinterpret_cast<uv_handle_t*>(&server_poll_), nullptr);
-  close(server_fd_);  // the server sees EOF and exits
+  close(server_fd_);
   server_fd_ = -1;
 }
 

@@ -480,6 +480,14 @@ int Replay(const ReplayOptions& r) {
   int64_t last_ts = -1;
   bool ended = false;
   weft::events::PumpHandlers h;
+  std::array<bool, 256> initials{};
+  if (!types.empty()) {
+    // Most lines are ruled out by their type's first letter, unread.
+    initials['h'] = initials['r'] = true;  // hello, run.end
+    for (const auto& t : types)
+      if (!t.empty()) initials[static_cast<unsigned char>(t[0])] = true;
+    h.type_initials = &initials;
+  }
   h.line = [&](std::string_view line) {
     std::string_view type = weft::events::TypeOf(line);
     if (type == "run.end") ended = true;
@@ -511,10 +519,14 @@ int Replay(const ReplayOptions& r) {
     if (!out.empty() && !weft::events::WriteAll(fds[1], out)) ended = true;
     out.clear();
   };
+  // The renderer can finish while the log is let go.
+  h.end = [&] {
+    close(fds[1]);
+    fds[1] = -1;
+  };
   weft::events::InstallStopCounter();
   std::string err;
   auto end = weft::events::ReadInput(in, reader, h, [&] { return ended; }, &err);
-  close(fds[1]);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -60,6 +60,70 @@ TEST_CASE("fields are decoded on demand, in any order, nested too") {
   CHECK(f.Raw("exit") == R"({"code":1,"signal":"SIGSEGV"})");
 }
 
+TEST_CASE("indexed fields read as walked ones: absent keys, objects in turn, strings kept") {
+  Padded p(
+      R"({"type":"job.end","job":7,"name":"t/a.t","exit":{"code":1,"signal":"SIGSEGV"},"counts":{"planned":3,"run":2,"passed":1},"duration_us":9})");
+  for (auto lookup : {Fields::Lookup::kWalk, Fields::Lookup::kIndexed}) {
+    CAPTURE(static_cast<int>(lookup));
+    Fields f(lookup);
+    REQUIRE(f.Load(Event(p.line)));
+    auto name = f.Str("name");
+    CHECK(f.Int("duration_us") == 9);
+    CHECK_FALSE(f.Int("attempt").has_value());
+    CHECK(f.Int("counts", "planned") == 3);
+    CHECK(f.Int("exit", "code") == 1);  // another object, then back
+    CHECK(f.Int("counts", "passed") == 1);
+    CHECK(f.Int("counts", "run") == 2);  // further back in the same one
+    CHECK_FALSE(f.Int("counts", "todo").has_value());
+    CHECK(f.Str("exit", "signal") == "SIGSEGV");
+    CHECK_FALSE(f.Str("nope", "x").has_value());
+    CHECK_FALSE(f.Int("name", "x").has_value());  // not an object
+    CHECK(f.Int("job") == 7);
+    CHECK(name == "t/a.t");  // still valid after all that
+    // The next event: nothing of the last one is left over.
+    Padded q(R"({"type":"job.end","job":8,"counts":{"run":5}})");
+    REQUIRE(f.Load(Event(q.line)));
+    CHECK_FALSE(f.Int("duration_us").has_value());
+    CHECK(f.Int("counts", "run") == 5);
+    CHECK_FALSE(f.Int("counts", "planned").has_value());
+    CHECK(f.Int("job") == 8);
+  }
+  // A malformed event reads the same either way, and reading on past
+  // where it breaks is no crash (On-Demand checks what it reads, not what
+  // it skips: the first two give "a").
+  for (const char* text : {R"({"type":"x","a":1,"b":[1,2,},"c":3})",
+                           R"({"type":"x","a":1,"b" 2,"c":3})", R"({"type":"x","a":1,)",
+                           R"({"type":"x","a":1,"b":"\u12"})", R"({"type":"x","b":{"c":[}}})"}) {
+    CAPTURE(text);
+    Padded bad(text);
+    Fields walk, indexed(Fields::Lookup::kIndexed);
+    REQUIRE(walk.Load(Event(bad.line)));
+    REQUIRE(indexed.Load(Event(bad.line)));
+    for (Fields* f : {&walk, &indexed}) {
+      std::vector<std::string> v;
+      std::vector<std::vector<std::string>> rows;
+      f->Int("b", "c");
+      f->Str("b");
+      f->StrArray("b", &v);
+      f->StrMap("b", &v);
+      f->StrTable("b", {"c"}, &rows);
+      f->Raw("b");
+      f->Int("c");
+      f->Str("type");
+    }
+    Fields walk2, indexed2(Fields::Lookup::kIndexed);
+    REQUIRE(walk2.Load(Event(bad.line)));
+    REQUIRE(indexed2.Load(Event(bad.line)));
+    CHECK(indexed2.Int("a") == walk2.Int("a"));
+    CHECK(indexed2.Int("c") == walk2.Int("c"));
+    CHECK(indexed2.Str("type") == walk2.Str("type"));
+  }
+  Padded first(R"({"type":"x","a":1,"b" 2,"c":3})");
+  Fields f(Fields::Lookup::kIndexed);
+  REQUIRE(f.Load(Event(first.line)));
+  CHECK(f.Int("a") == 1);
+}
+
 TEST_CASE("Load reports a line that is not JSON") {
   Padded p("{\"type\":\"x\", nope}");
   Fields f;

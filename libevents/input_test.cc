@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -134,4 +135,43 @@ TEST_CASE("a big compressed log is read like a plain one") {
   std::string err;
   CHECK(ReadInput(in, reader, h, nullptr, &err) == PumpEnd::kEof);
   CHECK(got == lines);
+}
+
+TEST_CASE("a reader of a few types is handed only lines that may be of them, then told the end") {
+  std::vector<std::string> lines = {
+      R"({"type":"hello","schema":"1.0"})", R"({"type":"job.start","job":1})",
+      R"({"type":"assert","job":1})",       R"({"type":"output","job":1})",
+      "not an event",                       R"({"type":"job.end","job":1})",
+      R"({"type":"summary"})",              R"({"typo":"assert"})",
+      R"({"type":"run.end"})"};
+  std::vector<std::string> want = {lines[0], lines[1], lines[4], lines[5],
+                                   lines[6], lines[7], lines[8]};
+  // Small (read), and big (mapped: the same lines after 2 MiB of asserts).
+  for (size_t filler : {size_t{0}, size_t{2} << 20}) {
+    CAPTURE(filler);
+    std::string data;
+    std::string assert_line = R"({"type":"assert","job":1,"ok":true})";
+    while (data.size() < filler) data += assert_line + "\n";
+    File f(data + Join(lines, true));
+    InputOptions in;
+    in.path = f.path;
+    LineReader reader;
+    std::array<bool, 256> initials{};
+    initials['h'] = initials['j'] = initials['s'] = initials['r'] = true;
+    std::vector<std::string> got;
+    int ends = 0;
+    size_t got_at_end = 0;
+    PumpHandlers h;
+    h.type_initials = &initials;
+    h.line = [&](std::string_view line) { got.emplace_back(line); };
+    h.end = [&] {
+      ++ends;
+      got_at_end = got.size();
+    };
+    std::string err;
+    CHECK(ReadInput(in, reader, h, nullptr, &err) == PumpEnd::kEof);
+    CHECK(got == want);
+    CHECK(ends == 1);
+    CHECK(got_at_end == got.size());
+  }
 }

@@ -13,6 +13,7 @@ LineReader::LineReader(size_t initial_capacity)
       cap_(initial_capacity + kPadding) {}
 
 void LineReader::Compact(size_t need) {
+  newlines_.reset();
   // Keep the unread bytes; make room for "need" more plus the padding.
   size_t live = end_ - begin_;
   if (begin_ > 0 && live + need + kPadding <= cap_) {
@@ -35,14 +36,20 @@ void LineReader::Compact(size_t need) {
 }
 
 char* LineReader::Space(size_t min, size_t* available) {
-  if (begin_ == end_) begin_ = scan_ = end_ = 0;
+  if (begin_ == end_) {
+    begin_ = scan_ = end_ = 0;
+    newlines_.reset();
+  }
   if (end_ + min + kPadding > cap_) Compact(min);
   // Offer what is free, but at least "min".
   *available = cap_ - kPadding - end_;
   return buf_.get() + end_;
 }
 
-void LineReader::Commit(size_t n) { end_ += n; }
+void LineReader::Commit(size_t n) {
+  end_ += n;
+  newlines_.reset();
+}
 
 void LineReader::Append(const char* data, size_t n) {
   size_t avail;
@@ -65,15 +72,16 @@ ssize_t LineReader::ReadFrom(int fd) {
 bool LineReader::Next(std::string_view* line) {
   if (begin_ == end_) return false;
   const char* base = buf_.get();
-  const void* nl = std::memchr(base + scan_, '\n', end_ - scan_);
-  if (nl) {
-    size_t pos = static_cast<const char*>(nl) - base;
+  if (!newlines_) newlines_.emplace(base + scan_, base + end_);
+  if (const char* nl = newlines_->Next()) {
+    size_t pos = static_cast<size_t>(nl - base);
     *line = std::string_view(base + begin_, pos - begin_);
     begin_ = scan_ = pos + 1;
     ++line_no_;
     return true;
   }
   scan_ = end_;
+  newlines_.reset();
   if (!finished_) return false;
   torn_ = true;
   *line = std::string_view(base + begin_, end_ - begin_);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "weft/events/event.h"
 
 using weft::events::LineReader;
+using weft::events::Newlines;
 
 namespace {
 std::vector<std::string> Drain(LineReader& r) {
@@ -106,4 +108,48 @@ TEST_CASE("every line handed out has padding readable after it") {
   for (size_t i = 0; i < weft::events::kPadding; ++i)
     sink = sink + line.data()[line.size() + i];
   (void)sink;
+}
+
+TEST_CASE("newlines are found at every offset of a block, and none past the end") {
+  // 300 bytes with '\n's at irregular places, then 64 more (the padding
+  // that must be readable) full of '\n's that must not be found.
+  std::string buf(300, 'x');
+  for (size_t i = 0; i < buf.size(); ++i)
+    if (i % 7 == 0 || i % 64 == 63 || i % 64 == 0) buf[i] = '\n';
+  buf.append(64, '\n');
+  for (size_t begin = 0; begin < 130; ++begin) {
+    for (size_t end : {begin, begin + 1, begin + 63, begin + 64, begin + 65, begin + 128,
+                       size_t{300}}) {
+      if (end < begin || end > 300) continue;
+      CAPTURE(begin);
+      CAPTURE(end);
+      std::vector<size_t> want, got;
+      for (size_t i = begin; i < end; ++i)
+        if (buf[i] == '\n') want.push_back(i);
+      Newlines nl(buf.data() + begin, buf.data() + end);
+      while (const char* p = nl.Next()) got.push_back(static_cast<size_t>(p - buf.data()));
+      CHECK(got == want);
+      CHECK(nl.Next() == nullptr);  // and stays at its end
+    }
+  }
+}
+
+TEST_CASE("lines come out whole whatever the reads' sizes and where the newlines fall") {
+  std::string all;
+  std::vector<std::string> want;
+  for (size_t i = 0; i < 400; ++i) {
+    std::string line(i % 150, static_cast<char>('a' + i % 26));
+    want.push_back(line);
+    all += line + "\n";
+  }
+  for (size_t chunk : {1, 7, 63, 64, 65, 1000}) {
+    CAPTURE(chunk);
+    LineReader r(16);
+    std::vector<std::string> got;
+    for (size_t at = 0; at < all.size(); at += chunk) {
+      r.Append(all.data() + at, std::min(chunk, all.size() - at));
+      for (auto& l : Drain(r)) got.push_back(std::move(l));
+    }
+    CHECK(got == want);
+  }
 }

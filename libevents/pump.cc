@@ -65,7 +65,7 @@ PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
     }
     if (n == 0) reader.Finish();
     std::string_view line;
-    while (reader.Next(&line)) h.line(line);
+    while (reader.Next(&line)) h.Hand(line);
     if (h.batch_end) h.batch_end();
     if (n == 0) return PumpEnd::kEof;
   }

@@ -135,19 +135,21 @@ void Model::Line(std::string_view line) {
     f_.StrArray("reasons", &job.reasons);
     job.exit_code = f_.Int("exit", "code");
     job.signal = std::string(f_.Str("exit", "signal").value_or(""));
-    job.duration_us = f_.Int("duration_us").value_or(0);
-    job.attempt = f_.Int("attempt").value_or(job.attempt);
-    job.attempts = f_.Int("attempts").value_or(job.attempts);
-    job.flaky = f_.Bool("flaky").value_or(false);
-    job.timeout = std::string(f_.Str("timeout").value_or(""));
-    job.skip_reason = std::string(f_.Str("skip_reason").value_or(""));
-    job.bail_reason = std::string(f_.Str("bail_reason").value_or(""));
+    // (In the order the fields are written: each look goes on from the
+    // last, where one further back goes round the whole event.)
     job.planned = f_.Int("counts", "planned");
     job.run = f_.Int("counts", "run").value_or(0);
     job.passed = f_.Int("counts", "passed").value_or(0);
     job.failed = f_.Int("counts", "failed").value_or(0);
     job.skipped = f_.Int("counts", "skipped").value_or(0);
     job.todo = f_.Int("counts", "todo").value_or(0);
+    job.skip_reason = std::string(f_.Str("skip_reason").value_or(""));
+    job.bail_reason = std::string(f_.Str("bail_reason").value_or(""));
+    job.timeout = std::string(f_.Str("timeout").value_or(""));
+    job.attempt = f_.Int("attempt").value_or(job.attempt);
+    job.attempts = f_.Int("attempts").value_or(job.attempts);
+    job.flaky = f_.Bool("flaky").value_or(false);
+    job.duration_us = f_.Int("duration_us").value_or(0);
     attach_.erase(id);
     if (job.verdict != "fail" && !passing_output_) {
       std::vector<OutputLine>().swap(job.output);

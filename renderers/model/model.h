@@ -97,7 +97,7 @@ class Model {
   Run& CurrentRun();
   Job& JobOf(int64_t id);
 
-  events::Fields f_;
+  events::Fields f_{events::Fields::Lookup::kIndexed};
   std::vector<Run> runs_;
   std::map<int64_t, int64_t> attach_;  // job -> index of the assert taking diag
   uint64_t decoded_ = 0;

@@ -133,7 +133,8 @@ std::string JsonReport(const Model& m) {
     w.StartArray();
     w.EndArray();
     w.EndObject();
-    return std::string(buf.GetString()) + "\n";
+    buf.Put('\n');
+    return std::string(buf.GetString(), buf.GetSize());
   }
   const Run& run = m.runs().back();
   Key(w, "run");
@@ -256,7 +257,8 @@ std::string JsonReport(const Model& m) {
   }
   w.EndArray();
   w.EndObject();
-  return std::string(buf.GetString()) + "\n";
+  buf.Put('\n');
+  return std::string(buf.GetString(), buf.GetSize());
 }
 
 std::string TapReport(const Model& m, int version) {

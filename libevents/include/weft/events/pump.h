@@ -3,6 +3,7 @@
 // timer for work that must happen even when no line arrives.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -13,8 +14,25 @@ namespace weft::events {
 
 struct PumpHandlers {
   std::function<void(std::string_view line)> line;
+  // A first cut for a reader that wants only a few types (a filtered
+  // replay): when set, a line that starts {"type":" and a letter this
+  // does not hold is not handed to line() (its type cannot be wanted);
+  // every other line is. One byte looked at, no call, for most lines.
+  const std::array<bool, 256>* type_initials = nullptr;
+  // Hands "line" to line(), unless type_initials rules it out.
+  void Hand(std::string_view l) const {
+    if (type_initials && l.size() > 9 && l[0] == '{' && l[8] == '"' &&
+        !(*type_initials)[static_cast<unsigned char>(l[9])] &&
+        l.compare(0, 9, "{\"type\":\"") == 0)
+      return;
+    line(l);
+  }
   // After the lines of one read were handled (flush here). May be empty.
   std::function<void()> batch_end;
+  // ReadInput only: the input has no more lines (called once, after the
+  // last batch_end, before the input is let go: unmapping a big log takes
+  // milliseconds a downstream reader need not wait for). May be empty.
+  std::function<void()> end;
   // Milliseconds until tick() is due; < 0 for none. May be empty.
   std::function<int()> timeout_ms;
   std::function<void()> tick;

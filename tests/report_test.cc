@@ -173,6 +173,36 @@ TEST_CASE("report renderers: an unknown schema is refused, a missing log is name
   }
 }
 
+TEST_CASE("every reader of the stream survives events that break off in the middle") {
+  // Each breaks where a reader looks on past it (simdjson On-Demand, read
+  // on after such an error, read out of bounds: a crash, before).
+  std::string stream =
+      R"({"type":"hello","schema":"1.0","producer":"x"})" "\n"
+      R"({"type":"run.start","run":"r1","ts":1,"slots":1})" "\n"
+      R"({"type":"job.start","run":"r1","job":1,"ts":2,"name":"t/a.t","argv" ["t/a.t"]})" "\n"
+      R"({"type":"assert","run":"r1","job":1,"ok":false,"number":1,"description" "x","yaml":{}})" "\n"
+      R"({"type":"output","run":"r1","job":1,"stream":"stdout","text":"hi","x":[1,})" "\n"
+      R"({"type":"job.end","run":"r1","job":1,"ts":3,"name":"t/a.t","verdict":"fail","exit":{"code" 1},"counts":{"run":1,"failed":1},"duration_us":5})" "\n"
+      R"({"type":"job.end","run":"r1","job":2,"ts":3,"name":"t/b.t","verdict":"pass","reasons":["a",],"counts":{"run":1}})" "\n"
+      R"({"type":"summary","run":"r1","verdict":"fail","exit":1,"jobs":{"planned":2 "passed":1}})" "\n"
+      R"({"type":"run.end","run":"r1","ts":4})" "\n";
+  RunOptions o;
+  o.input = stream;
+  for (std::string name : {"weft-render-json", "weft-render-tap", "weft-render-junit",
+                           "weft-render-github", "weft-render-html", "weft-render-term",
+                           "weft-overlord"}) {
+    CAPTURE(name);
+    Result r = Run({Bin(name)}, o);
+    CHECK(r.signal == 0);
+    CHECK(r.code >= 0);
+    CHECK(r.code <= 3);
+    CHECK(r.err.find("Sanitizer") == std::string::npos);
+  }
+  // What could be read is there: the second job, whole.
+  Result json = Run({Bin("weft-render-json")}, o);
+  CHECK(json.out.find(R"("name":"t/b.t","verdict":"pass")") != std::string::npos);
+}
+
 TEST_CASE("weft-render-html: one self-contained page; test output is text, never markup") {
   Suite s;
   Result html = s.Render("weft-render-html", {"-o", s.d.path() + "/run.html"});

@@ -4,19 +4,16 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <time.h>
+#include <weft/events/writer.h>
 
 namespace weft::render {
 
 namespace {
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+using events::JsonWriter;
+using events::Key;
+constexpr auto Str = events::String;
 
-void Str(JsonWriter& w, std::string_view s) {
-  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
-}
-void Key(JsonWriter& w, std::string_view k) {
-  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-}
 void Strings(JsonWriter& w, const std::vector<std::string>& v) {
   w.StartArray();
   for (const auto& s : v) Str(w, s);

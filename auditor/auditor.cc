@@ -144,6 +144,8 @@ bool Ended(pid_t pid) {
 
 constexpr int64_t kLeakGraceUs = 200 * 1000;
 constexpr uint64_t kLeakPollMs = 5;
+// How long a stage has, after its test was sent SIGKILL, to say it ended.
+constexpr uint64_t kStageWordMs = 5000;
 
 // One of the test's output pipes and the lines framed from it.
 struct Stream {
@@ -366,6 +368,12 @@ class Auditor : public tap::Sink {
   void Kill(int sig) {
     if (pid_ > 0 && !reaped_group_) ::kill(-pid_, sig);
   }
+  // SIGKILL, the last word to the test. A staged test's end is known from
+  // its stage ("exited"), which a broken stage may never say: if it has not
+  // said it kStageWordMs after this, the job ends without it.
+  void KillHard();
+  static void OnStageSilent(uv_timer_t* t);
+  void CloseStage();
   void Drain(Stream& s);
   void CloseStream(Stream& s);
   void MaybeFinish();
@@ -689,12 +697,29 @@ void Auditor::StopTest() {
     Kill(SIGTERM);
     uv_timer_start(&grace_timer_, OnGrace, Ms(o_.limits.kill_grace_s), 0);
   } else {
-    Kill(SIGKILL);  // asked twice: no more grace
+    KillHard();  // asked twice: no more grace
   }
 }
 
 void Auditor::OnGrace(uv_timer_t* t) {
-  static_cast<Auditor*>(t->data)->Kill(SIGKILL);
+  static_cast<Auditor*>(t->data)->KillHard();
+}
+
+void Auditor::KillHard() {
+  Kill(SIGKILL);
+  // (The grace timer is done with by now: it waits for the stage.)
+  if (staged_ && stage_fd_ >= 0 && !exited_)
+    uv_timer_start(&grace_timer_, OnStageSilent, kStageWordMs, 0);
+}
+
+void Auditor::OnStageSilent(uv_timer_t* t) {
+  auto* self = static_cast<Auditor*>(t->data);
+  if (self->exited_ || self->stage_fd_ < 0) return;
+  self->CloseStage();
+  self->stage_error_ = fmt::format(
+      "its stage never said how it ended ({} s after SIGKILL; taken as killed)",
+      kStageWordMs / 1000);
+  self->OnExit(SIGKILL);  // as a wait status: killed by SIGKILL
 }
 
 void Auditor::OnTimeout(uv_timer_t* t) {
@@ -1034,10 +1059,7 @@ void Auditor::StageSaid(bool more) {
     }
   }
   if (!done && more && nl == std::string::npos) return;
-  uv_poll_stop(&stage_poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&stage_poll_), nullptr);
-  close(stage_fd_);
-  stage_fd_ = -1;
+  CloseStage();
   if (done) {
     OnExit(status);
   } else {
@@ -1046,6 +1068,13 @@ void Auditor::StageSaid(bool more) {
     ::kill(-pid_, SIGKILL);
     OnExit(SIGKILL);  // as a wait status: killed by SIGKILL
   }
+}
+
+void Auditor::CloseStage() {
+  uv_poll_stop(&stage_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&stage_poll_), nullptr);
+  close(stage_fd_);
+  stage_fd_ = -1;
 }
 
 void Auditor::StartJob() {

@@ -305,6 +305,46 @@ TEST_CASE("regression: a stage's \"exited\" in the same read as its \"spawned\" 
   CHECK_FALSE(Has(r.out, "TIMEOUT"));
 }
 
+TEST_CASE("a stage that never says how its test ended: the job ends a few seconds after SIGKILL") {
+  // A broken stage: it starts the test (in a session of its own, as stages
+  // do), says "spawned", and then nothing, ever. The test hangs; its
+  // timeout stops it; without the stage's word the auditor would wait for
+  // ever (and the run with it).
+  TempDir d;
+  d.Write("stage.py",
+          "import json, os, socket, subprocess, sys\n"
+          "a = sys.argv\n"
+          "path, name = a[a.index('--socket') + 1], a[a.index('--name') + 1]\n"
+          "s = socket.socket(socket.AF_UNIX)\n"
+          "s.bind(path)\n"
+          "s.listen(8)\n"
+          "print(json.dumps({'t': 'ready', 'name': name, 'pid': os.getpid(), 'lang': 'py',\n"
+          "                  'socket': path, 'preloaded': [], 'load_ms': 0}), flush=True)\n"
+          "kept = []\n"
+          "while True:\n"
+          "    c, _ = s.accept()\n"
+          "    c.makefile('rb').readline()\n"
+          "    p = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+          "    open('test.pid', 'w').write(str(p.pid))\n"
+          "    c.sendall(json.dumps({'t': 'spawned', 'pid': p.pid}).encode() + b'\\n')\n"
+          "    kept.append((c, p))\n");
+  d.Write("weft.toml", "kill_grace = 0.2\n[[stage]]\nname = \"silent\"\nlang = \"py\"\n"
+                       "command = [\"python3\", \"" + d.path() + "/stage.py\"]\npaths = [\"t/*.sh\"]\n");
+  d.Write("t/hang.sh", "sleep 1000\n");
+  Result r = Weft(d, {"test", "--timeout=1"});
+  CHECK_MESSAGE(r.code == 1, (r.out + r.err));
+  CHECK(Has(r.out, "TIMEOUT t/hang.sh ("));
+  CHECK(Has(r.out, "  its stage never said how it ended (5 s after SIGKILL; taken as killed)\n"));
+  CHECK(Has(r.out, "Files: 0 passed, 1 failed (1 timed out) (1 in all)."));
+  std::string log = d.Read(".weft/latest");
+  CHECK(Has(log, "its stage never said how it ended (5 s after SIGKILL; taken as killed)"));
+  CHECK(Has(log, R"("timeout":"wall")"));
+  // And the test is gone (its group was killed).
+  std::string pid = d.Read("test.pid");
+  REQUIRE(!pid.empty());
+  CHECK(WaitFor(10, [&] { return !Alive(std::stoi(pid)); }));
+}
+
 TEST_CASE("a reload control line restarts the stages that loaded its files, or all of them") {
   TempDir d;
   SlowModule(d);

@@ -32,6 +32,28 @@ void SlowModule(TempDir& d) {
               "sub answer { 42 }\n1;\n");
 }
 
+// A stage of our own in Python for t/*.sh, in d/stage.py: it says it is
+// ready, then for each job's connection ("c", its request read) runs
+// "on_job" (Python, indented 4). "toml" goes before the [[stage]].
+void FakeStage(TempDir& d, const std::string& on_job, const std::string& toml = "") {
+  d.Write("stage.py",
+          "import json, os, socket, subprocess, sys\n"
+          "a = sys.argv\n"
+          "path, name = a[a.index('--socket') + 1], a[a.index('--name') + 1]\n"
+          "s = socket.socket(socket.AF_UNIX)\n"
+          "s.bind(path)\n"
+          "s.listen(8)\n"
+          "print(json.dumps({'t': 'ready', 'name': name, 'pid': os.getpid(), 'lang': 'py',\n"
+          "                  'socket': path, 'preloaded': [], 'load_ms': 0}), flush=True)\n"
+          "kept = []\n"
+          "while True:\n"
+          "    c, _ = s.accept()\n"
+          "    c.makefile('rb').readline()\n" +
+              on_job);
+  d.Write("weft.toml", toml + "[[stage]]\nname = \"fake\"\nlang = \"py\"\ncommand = [\"python3\", \"" +
+                           d.path() + "/stage.py\"]\npaths = [\"t/*.sh\"]\n");
+}
+
 // weft-runner --serve in "d", its stream in out.jsonl, its control pipe
 // at d/control.
 class Serving {
@@ -278,24 +300,10 @@ TEST_CASE("regression: a stage's \"exited\" in the same read as its \"spawned\" 
   // auditor reads the first. This stage sends them in one write (and runs
   // nothing: the test's pipes have no writer, so they end at once too).
   TempDir d;
-  d.Write("stage.py",
-          "import json, os, socket, sys\n"
-          "a = sys.argv\n"
-          "path, name = a[a.index('--socket') + 1], a[a.index('--name') + 1]\n"
-          "s = socket.socket(socket.AF_UNIX)\n"
-          "s.bind(path)\n"
-          "s.listen(8)\n"
-          "print(json.dumps({'t': 'ready', 'name': name, 'pid': os.getpid(), 'lang': 'py',\n"
-          "                  'socket': path, 'preloaded': [], 'load_ms': 0}), flush=True)\n"
-          "kept = []\n"
-          "while True:\n"
-          "    c, _ = s.accept()\n"
-          "    c.makefile('rb').readline()\n"
-          "    c.sendall(b'{\"t\":\"spawned\",\"pid\":999999}\\n'\n"
-          "              b'{\"t\":\"exited\",\"pid\":999999,\"status\":0}\\n')\n"
-          "    kept.append(c)\n");
-  d.Write("weft.toml", "[[stage]]\nname = \"fake\"\nlang = \"py\"\ncommand = [\"python3\", \"" +
-                           d.path() + "/stage.py\"]\npaths = [\"t/*.sh\"]\n");
+  FakeStage(d,
+            "    c.sendall(b'{\"t\":\"spawned\",\"pid\":999999}\\n'\n"
+            "              b'{\"t\":\"exited\",\"pid\":999999,\"status\":0}\\n')\n"
+            "    kept.append(c)\n");
   d.Write("t/quick.sh", "echo 1..1; echo ok 1\n");
   Result r = Weft(d, {"test", "--timeout=20"});
   // It ends (before, the auditor waited for the stage for ever), as the
@@ -311,25 +319,12 @@ TEST_CASE("a stage that never says how its test ended: the job ends a few second
   // timeout stops it; without the stage's word the auditor would wait for
   // ever (and the run with it).
   TempDir d;
-  d.Write("stage.py",
-          "import json, os, socket, subprocess, sys\n"
-          "a = sys.argv\n"
-          "path, name = a[a.index('--socket') + 1], a[a.index('--name') + 1]\n"
-          "s = socket.socket(socket.AF_UNIX)\n"
-          "s.bind(path)\n"
-          "s.listen(8)\n"
-          "print(json.dumps({'t': 'ready', 'name': name, 'pid': os.getpid(), 'lang': 'py',\n"
-          "                  'socket': path, 'preloaded': [], 'load_ms': 0}), flush=True)\n"
-          "kept = []\n"
-          "while True:\n"
-          "    c, _ = s.accept()\n"
-          "    c.makefile('rb').readline()\n"
-          "    p = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
-          "    open('test.pid', 'w').write(str(p.pid))\n"
-          "    c.sendall(json.dumps({'t': 'spawned', 'pid': p.pid}).encode() + b'\\n')\n"
-          "    kept.append((c, p))\n");
-  d.Write("weft.toml", "kill_grace = 0.2\n[[stage]]\nname = \"silent\"\nlang = \"py\"\n"
-                       "command = [\"python3\", \"" + d.path() + "/stage.py\"]\npaths = [\"t/*.sh\"]\n");
+  FakeStage(d,
+            "    p = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+            "    open('test.pid', 'w').write(str(p.pid))\n"
+            "    c.sendall(json.dumps({'t': 'spawned', 'pid': p.pid}).encode() + b'\\n')\n"
+            "    kept.append((c, p))\n",
+            "kill_grace = 0.2\n");
   d.Write("t/hang.sh", "sleep 1000\n");
   Result r = Weft(d, {"test", "--timeout=1"});
   CHECK_MESSAGE(r.code == 1, (r.out + r.err));

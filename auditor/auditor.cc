@@ -373,6 +373,7 @@ class Auditor : public tap::Sink {
   // said it kStageWordMs after this, the job ends without it.
   void KillHard();
   static void OnStageSilent(uv_timer_t* t);
+  bool stage_wait_ = false;  // OnStageSilent is due
   void CloseStage();
   void Drain(Stream& s);
   void CloseStream(Stream& s);
@@ -707,9 +708,12 @@ void Auditor::OnGrace(uv_timer_t* t) {
 
 void Auditor::KillHard() {
   Kill(SIGKILL);
-  // (The grace timer is done with by now: it waits for the stage.)
-  if (staged_ && stage_fd_ >= 0 && !exited_)
+  // (The grace timer is done with by now: it waits for the stage, from
+  // the first SIGKILL: more stop signals do not push the wait back.)
+  if (staged_ && stage_fd_ >= 0 && !exited_ && !stage_wait_) {
+    stage_wait_ = true;
     uv_timer_start(&grace_timer_, OnStageSilent, kStageWordMs, 0);
+  }
 }
 
 void Auditor::OnStageSilent(uv_timer_t* t) {

@@ -86,6 +86,7 @@ TEST_CASE("indexed fields read as walked ones: absent keys, objects in turn, str
     CHECK_FALSE(f.Int("duration_us").has_value());
     CHECK(f.Int("counts", "run") == 5);
     CHECK_FALSE(f.Int("counts", "planned").has_value());
+    CHECK_FALSE(f.Int("", "run").has_value());  // "" is a name like another
     CHECK(f.Int("job") == 8);
   }
   // A malformed event reads the same either way, and reading on past

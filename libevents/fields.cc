@@ -84,15 +84,17 @@ struct Fields::Impl {
   // The object field last looked into (Member): the next look into it
   // goes on from there, instead of finding it again from the top (which
   // walks round the whole event, for each of counts' six fields).
+  bool sub_valid = false;  // sub_key, sub_ok and sub are of this event
   std::string sub_key;
   bool sub_ok = false;
   simdjson::ondemand::object sub;
 
   simdjson::simdjson_result<simdjson::ondemand::value> Member(
       std::string_view object, std::string_view key) {
-    if (sub_key != object) {
+    if (!sub_valid || sub_key != object) {
       sub_ok = Ok(Find(object).get_object().get(sub));
       sub_key = object;
+      sub_valid = true;
     }
     if (!sub_ok) return simdjson::NO_SUCH_FIELD;
     return sub.find_field_unordered(key);
@@ -100,7 +102,7 @@ struct Fields::Impl {
 
   simdjson::simdjson_result<simdjson::ondemand::value> Find(
       std::string_view key) {
-    sub_key.clear();
+    sub_valid = false;
     if (use_keys && !HasKey(key)) return simdjson::NO_SUCH_FIELD;
     return doc.find_field_unordered(key);
   }
@@ -113,7 +115,7 @@ Fields::~Fields() = default;
 
 bool Fields::Load(const Event& event, std::string* err) {
   impl_->loaded = false;
-  impl_->sub_key.clear();
+  impl_->sub_valid = false;
   impl_->use_keys = false;
   if (!impl_->Iterate(event.line(), err)) return false;
   if (impl_->indexed) {

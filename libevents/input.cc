@@ -78,8 +78,10 @@ class ZstdInput {
 constexpr off_t kMapAtLeast = 1 << 20;
 // Input consumed between two batch ends (where the handlers flush).
 constexpr size_t kMapBatch = 1 << 20;
-// How much of a mapping is made present at a time, ahead of the scan.
+// How much of a mapping is made present at a time, ahead of the scan,
+// and how far ahead at most.
 constexpr off_t kPopulateChunk = 4 << 20;
+constexpr off_t kPopulateLead = 16 << 20;
 
 // A mapped file cut short while it is read (truncated by someone else)
 // raises SIGBUS at the first page past its new end: the handler maps zeros
@@ -139,11 +141,16 @@ bool MapLines(int fd, off_t pos, off_t size, LineReader& reader, const PumpHandl
   // fault per 64 KiB) is as much work as the scan for lines: a thread does
   // it ahead of the scan, a few MiB at a time, on the other core. (All at
   // once before the scan, MAP_POPULATE, is slower: nothing runs meanwhile.)
+  // It keeps at most kPopulateLead ahead of the scan (told at each batch),
+  // so that a log bigger than the page cache is not read twice.
   std::atomic<bool> quit{false};
+  std::atomic<off_t> scanned{pos};
   std::thread ahead;
   auto populate = [&] {
-    for (off_t at = pos / page * page; at < size && !quit.load(std::memory_order_relaxed);
-         at += kPopulateChunk) {
+    for (off_t at = pos / page * page; at < size; at += kPopulateChunk) {
+      for (off_t seen = scanned.load(); at > seen + kPopulateLead; seen = scanned.load())
+        scanned.wait(seen);
+      if (quit.load()) break;
       size_t n = static_cast<size_t>(std::min<off_t>(kPopulateChunk, size - at));
       // (Beyond a file cut short: an error, no SIGBUS; the scan sees it.)
       if (madvise(const_cast<char*>(base) + at, n, MADV_POPULATE_READ) != 0) break;
@@ -165,6 +172,8 @@ bool MapLines(int fd, off_t pos, off_t size, LineReader& reader, const PumpHandl
     if (static_cast<size_t>(p - batch) >= kMapBatch) {
       if (h.batch_end) h.batch_end();
       batch = p;
+      scanned.store(p - base);
+      scanned.notify_one();
       if (StopCount() >= 3) {
         *end = PumpEnd::kInterrupted;
         break;
@@ -180,6 +189,8 @@ bool MapLines(int fd, off_t pos, off_t size, LineReader& reader, const PumpHandl
   if (h.batch_end) h.batch_end();
   if (h.end) h.end();  // before the unmap, which takes milliseconds
   quit = true;
+  scanned.store(size);  // (wakes it, to see "quit")
+  scanned.notify_one();
   if (ahead.joinable()) ahead.join();
   sigaction(SIGBUS, &old_bus, nullptr);
   munmap(map, static_cast<size_t>(size));

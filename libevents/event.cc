@@ -8,10 +8,6 @@
 
 namespace weft::events {
 
-namespace {
-constexpr std::string_view kTypePrefix = "{\"type\":\"";
-}  // namespace
-
 std::string_view TypeOf(std::string_view line) {
   // Every line of a stream comes here: a fixed-size compare (inlined, no
   // call) for the prefix, then the name up to its quote.

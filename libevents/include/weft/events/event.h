@@ -27,6 +27,9 @@ inline constexpr std::string_view kSchemaVersion = "1.0";
 // (simdjson's SIMDJSON_PADDING; checked in event.cc).
 inline constexpr size_t kPadding = 64;
 
+// How every event line starts: its type comes first, right after this.
+inline constexpr std::string_view kTypePrefix = "{\"type\":\"";
+
 // The type of an event line, read from its leading {"type":"…" without
 // parsing; empty when the line does not start that way (not a weft event).
 std::string_view TypeOf(std::string_view line);

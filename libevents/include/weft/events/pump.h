@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "weft/events/event.h"
 #include "weft/events/line_reader.h"
 
 namespace weft::events {
@@ -21,9 +22,9 @@ struct PumpHandlers {
   const std::array<bool, 256>* type_initials = nullptr;
   // Hands "line" to line(), unless type_initials rules it out.
   void Hand(std::string_view l) const {
-    if (type_initials && l.size() > 9 && l[0] == '{' && l[8] == '"' &&
-        !(*type_initials)[static_cast<unsigned char>(l[9])] &&
-        l.compare(0, 9, "{\"type\":\"") == 0)
+    constexpr size_t n = kTypePrefix.size();
+    if (type_initials && l.size() > n &&
+        !(*type_initials)[static_cast<unsigned char>(l[n])] && l.starts_with(kTypePrefix))
       return;
     line(l);
   }

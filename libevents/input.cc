@@ -183,8 +183,7 @@ bool MapLines(int fd, off_t pos, off_t size, LineReader& reader, const PumpHandl
   if (*end == PumpEnd::kEof) {
     reader.Append(p, static_cast<size_t>(stop - p));
     reader.Finish();
-    std::string_view line;
-    while (reader.Next(&line)) h.Hand(line);
+    h.HandAll(reader);
   }
   if (h.batch_end) h.batch_end();
   if (h.end) h.end();  // before the unmap, which takes milliseconds
@@ -253,8 +252,7 @@ PumpEnd ReadLines(const InputOptions& in, LineReader& reader,
     reader.Append(head, have);
   }
   auto drain = [&] {
-    std::string_view line;
-    while (reader.Next(&line)) h.Hand(line);
+    h.HandAll(reader);
     if (h.batch_end) h.batch_end();
   };
   if (!zstd && (!in.follow || !regular) && have == sizeof head) {

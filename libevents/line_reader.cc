@@ -69,22 +69,13 @@ ssize_t LineReader::ReadFrom(int fd) {
   return n;
 }
 
-bool LineReader::Next(std::string_view* line) {
+bool LineReader::NextSlow(std::string_view* line) {
   if (begin_ == end_) return false;
-  const char* base = buf_.get();
-  if (!newlines_) newlines_.emplace(base + scan_, base + end_);
-  if (const char* nl = newlines_->Next()) {
-    size_t pos = static_cast<size_t>(nl - base);
-    *line = std::string_view(base + begin_, pos - begin_);
-    begin_ = scan_ = pos + 1;
-    ++line_no_;
-    return true;
-  }
   scan_ = end_;
   newlines_.reset();
   if (!finished_) return false;
   torn_ = true;
-  *line = std::string_view(base + begin_, end_ - begin_);
+  *line = std::string_view(buf_.get() + begin_, end_ - begin_);
   begin_ = scan_ = end_;
   ++line_no_;
   return true;

@@ -153,3 +153,49 @@ TEST_CASE("lines come out whole whatever the reads' sizes and where the newlines
     CHECK(got == want);
   }
 }
+
+TEST_CASE("Each hands out what Next would, line numbers and the torn last line included") {
+  std::string all;
+  std::vector<std::string> want;
+  for (size_t i = 0; i < 300; ++i) {
+    std::string line(i % 130, static_cast<char>('a' + i % 26));
+    want.push_back(line);
+    all += line + "\n";
+  }
+  all += "no newline at the end";
+  want.push_back("no newline at the end");
+  for (size_t chunk : {1, 5, 64, 200, 5000}) {
+    CAPTURE(chunk);
+    LineReader r(16);
+    std::vector<std::string> got;
+    std::vector<size_t> numbers;
+    size_t turn = 0;
+    for (size_t at = 0; at < all.size(); at += chunk) {
+      r.Append(all.data() + at, std::min(chunk, all.size() - at));
+      // Next and Each in turn: one reader's state serves both.
+      std::string_view line;
+      if (++turn % 2 && r.Next(&line)) {
+        got.emplace_back(line);
+        numbers.push_back(r.line_no());
+      }
+      r.Each([&](std::string_view l) {
+        got.emplace_back(l);
+        numbers.push_back(r.line_no());
+      });
+    }
+    CHECK(!r.torn());
+    r.Finish();
+    r.Each([&](std::string_view l) {
+      got.emplace_back(l);
+      numbers.push_back(r.line_no());
+    });
+    CHECK(r.torn());
+    CHECK(got == want);
+    REQUIRE(numbers.size() == want.size());
+    for (size_t i = 0; i < numbers.size(); ++i) CHECK(numbers[i] == i + 1);
+    size_t after = 0;
+    r.Each([&](std::string_view) { ++after; });
+    CHECK(after == 0);  // nothing twice
+    CHECK(r.pending() == 0);
+  }
+}

@@ -64,8 +64,7 @@ PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
       return PumpEnd::kReadError;
     }
     if (n == 0) reader.Finish();
-    std::string_view line;
-    while (reader.Next(&line)) h.Hand(line);
+    h.HandAll(reader);
     if (h.batch_end) h.batch_end();
     if (n == 0) return PumpEnd::kEof;
   }

@@ -28,6 +28,10 @@ struct PumpHandlers {
       return;
     line(l);
   }
+  // Hands every line "r" holds ready (see LineReader::Each).
+  void HandAll(LineReader& r) const {
+    r.Each([this](std::string_view l) { Hand(l); });
+  }
   // After the lines of one read were handled (flush here). May be empty.
   std::function<void()> batch_end;
   // ReadInput only: the input has no more lines (called once, after the

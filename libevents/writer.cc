@@ -111,7 +111,6 @@ bool WriteAll(int fd, std::string_view data) {
   return true;
 }
 
-void Key(JsonWriter& w, std::string_view key) { w.PlainKey(key); }
 
 void String(JsonWriter& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));

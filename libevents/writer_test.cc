@@ -96,3 +96,22 @@ TEST_CASE("ValidUtf8 agrees with simdjson on valid, invalid and edge sequences")
     CHECK(ValidUtf8(c) == simdjson::validate_utf8(c, strlen(c)));
   }
 }
+
+TEST_CASE("keys: a name in our code, a text made at run time, one that needs escaping") {
+  EventWriter w("r", -1);
+  JsonWriter& j = w.Begin("x");
+  Key(j, "duration_us");  // a literal: copied out whole
+  j.Int(1);
+  std::string made = "made_" + std::to_string(2);
+  Key(j, made);  // run-time text without escapes: the same bytes
+  j.Int(2);
+  Key(j, std::string_view("quote\"and\\back"));  // escaped, not copied raw
+  j.Int(3);
+  const char* plain = "plain";
+  Key(j, plain);
+  j.Int(4);
+  w.End();
+  std::string line(w.batch());
+  CHECK(line.find(R"(,"duration_us":1,"made_2":2,"quote\"and\\back":3,"plain":4})"
+                  "\n") != std::string::npos);
+}

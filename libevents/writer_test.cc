@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "weft/events/event.h"
 
@@ -110,8 +111,78 @@ TEST_CASE("keys: a name in our code, a text made at run time, one that needs esc
   const char* plain = "plain";
   Key(j, plain);
   j.Int(4);
+  Key(j, "empty");
+  String(j, std::string_view());  // no bytes, no pointer: ""
   w.End();
   std::string line(w.batch());
-  CHECK(line.find(R"(,"duration_us":1,"made_2":2,"quote\"and\\back":3,"plain":4})"
+  CHECK(line.find(R"(,"duration_us":1,"made_2":2,"quote\"and\\back":3,"plain":4,"empty":""})"
                   "\n") != std::string::npos);
+}
+
+TEST_CASE("each event's envelope is right as types, jobs and runs change under it") {
+  EventWriter w("run-a", 7);
+  std::string long_run(300, 'r');
+  struct Want {
+    std::string type, run;
+    int64_t job;  // -1: none
+  };
+  std::vector<Want> want;
+  auto add = [&](std::string_view type, int64_t job_arg, Want expect) {
+    JsonWriter& j = w.Begin(type, 100 + static_cast<int64_t>(want.size()), job_arg);
+    Key(j, "n");
+    j.Int64(static_cast<int64_t>(want.size()));
+    w.End();
+    want.push_back(std::move(expect));
+  };
+  add("assert", -2, {"assert", "run-a", 7});
+  add("assert", -2, {"assert", "run-a", 7});
+  add("plan", -2, {"plan", "run-a", 7});
+  add("assert", 9, {"assert", "run-a", 9});  // another job for one event
+  add("assert", -2, {"assert", "run-a", 7});
+  add("job.end", -1, {"job.end", "run-a", -1});  // a run-level event
+  add("odd \"type\"\n", -2, {"odd \"type\"\n", "run-a", 7});  // escaped
+  w.set_run("quote\"d\\run");
+  add("assert", -2, {"assert", "quote\"d\\run", 7});
+  w.set_run(long_run);  // longer than the envelope's buffer
+  add("assert", -2, {"assert", long_run, 7});
+  add("assert", -2, {"assert", long_run, 7});
+  w.set_run("");
+  add("assert", -2, {"assert", "", 7});
+  std::string all(w.batch());
+  simdjson::dom::parser parser;
+  size_t i = 0;
+  for (size_t at = 0; at < all.size(); ++i) {
+    size_t nl = all.find('\n', at);
+    REQUIRE(nl != std::string::npos);
+    std::string line = all.substr(at, nl - at);
+    at = nl + 1;
+    CAPTURE(line);
+    REQUIRE(i < want.size());
+    CHECK(line.rfind("{\"type\":", 0) == 0);  // type first
+    simdjson::dom::element doc;
+    REQUIRE_FALSE(parser.parse(line).get(doc));
+    std::string_view type, run;
+    int64_t job = -1, seq = -1, ts = -1, n = -1;
+    REQUIRE_FALSE(doc["type"].get(type));
+    CHECK(type == want[i].type);
+    if (want[i].run.empty()) {
+      CHECK(doc["run"].error() == simdjson::NO_SUCH_FIELD);
+    } else {
+      REQUIRE_FALSE(doc["run"].get(run));
+      CHECK(run == want[i].run);
+    }
+    if (want[i].job < 0) {
+      CHECK(doc["job"].error() == simdjson::NO_SUCH_FIELD);
+    } else {
+      REQUIRE_FALSE(doc["job"].get(job));
+      CHECK(job == want[i].job);
+    }
+    REQUIRE_FALSE(doc["seq"].get(seq));
+    CHECK(seq == static_cast<int64_t>(i));
+    REQUIRE_FALSE(doc["ts"].get(ts));
+    CHECK(ts == 100 + static_cast<int64_t>(i));
+    REQUIRE_FALSE(doc["n"].get(n));
+    CHECK(n == static_cast<int64_t>(i));
+  }
+  CHECK(i == want.size());
 }

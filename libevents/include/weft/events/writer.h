@@ -2,6 +2,7 @@
 #pragma once
 
 #include <rapidjson/stringbuffer.h>
+#include <rapidjson/internal/itoa.h>
 #include <rapidjson/writer.h>
 
 #include <sys/resource.h>
@@ -20,6 +21,7 @@ class KeyName {
  public:
   template <size_t N>
   consteval KeyName(const char (&name)[N]) : data_(name), size_(N - 1) {
+    if (name[N - 1] != '\0') throw "not a string literal";
     for (size_t i = 0; i + 1 < N; ++i)
       if (static_cast<unsigned char>(name[i]) < 0x20 || name[i] == '"' || name[i] == '\\')
         throw "a key that needs escaping: pass it as a std::string_view";
@@ -48,13 +50,26 @@ class JsonWriter : public rapidjson::Writer<rapidjson::StringBuffer> {
     Whole(key.data(), key.size());
   }
   void NameKey(KeyName key) { Whole(key.data(), key.size()); }
+  // Opens an object whose first members are "members", JSON text written
+  // by the caller (`"a":1,"b":"x"`, holding "values" keys and values): on
+  // from here, the writer goes on as if it had written them itself.
+  void StartObjectWith(std::string_view members, size_t values) {
+    StartObject();
+    if (!members.empty())
+      std::memcpy(os_->Push(members.size()), members.data(), members.size());
+    level_stack_.template Top<Level>()->valueCount = values;
+  }
+  // A string value, most often plain (an event's type, an assertion's
+  // description): the same look and copy (to RapidJSON a key is a string;
+  // bytes from 0x80 up are copied as they are either way).
+  void PlainString(std::string_view s) { PlainKey(s); }
 
  private:
   void Whole(const char* key, size_t n) {
     Prefix(rapidjson::kStringType);
     char* p = os_->Push(n + 2);
     p[0] = '"';
-    std::memcpy(p + 1, key, n);
+    if (n) std::memcpy(p + 1, key, n);  // (an empty view's data may be null)
     p[n + 1] = '"';
     EndValue(true);
   }
@@ -72,7 +87,7 @@ class EventWriter {
 
   void set_run(std::string run) {
     run_ = std::move(run);
-    run_json_.clear();
+    head_job_ = -3;
   }
   // While >= 0, the "ts" of events begun without one: the moment a batch
   // of lines was read (one clock read per read, not per event).
@@ -118,7 +133,12 @@ class EventWriter {
 
  private:
   std::string run_;
-  std::string run_json_;  // run_ as a JSON string, escaped once
+  // The envelope up to "seq"'s value for the last type and job begun
+  // (`"type":"assert","run":"…","job":3,"seq":`): most events of a stream
+  // are of the type of the one before.
+  std::string head_, head_type_;
+  int64_t head_job_ = -3;
+  size_t head_values_ = 0;
   int64_t batch_ts_ = -1;
   int64_t job_;
   uint64_t seq_ = 0;

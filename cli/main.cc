@@ -453,9 +453,9 @@ int Replay(const ReplayOptions& r) {
     weft::Error(kProg, fmt::format("pipe: {}", strerror(errno)));
     return weft::kExitHarness;
   }
-  // 1 MiB, as between the chain's filters (see WidenStreamPipes): the read
-  // need not wait for the renderer, which starts while it goes on.
-  fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
+  // 1 MiB, as between the chain's filters: the read need not wait for the
+  // renderer, which starts while it goes on.
+  weft::WidenPipe(fds[1]);
   pid_t pid = fork();
   if (pid < 0) {
     weft::Error(kProg, fmt::format("cannot start {}: {}", exe, strerror(errno)));

@@ -141,9 +141,12 @@ void WidenStreamPipes() {
   // per-user pipe budget (fs.pipe-user-pages-soft).
   for (int fd : {STDIN_FILENO, STDOUT_FILENO}) {
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && fcntl(fd, F_GETPIPE_SZ) < (1 << 20))
-      fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) WidenPipe(fd);
   }
+}
+
+void WidenPipe(int fd) {
+  if (fcntl(fd, F_GETPIPE_SZ) < (1 << 20)) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 }
 
 void InitStreamProcess() {

@@ -15,6 +15,15 @@ using weft::events::LineReader;
 using weft::events::Newlines;
 
 namespace {
+// n lines of lengths 0 to longest - 1, as "want" and as one text ("all").
+void MadeLines(size_t n, size_t longest, std::string* all, std::vector<std::string>* want) {
+  for (size_t i = 0; i < n; ++i) {
+    std::string line(i % longest, static_cast<char>('a' + i % 26));
+    want->push_back(line);
+    *all += line + "\n";
+  }
+}
+
 std::vector<std::string> Drain(LineReader& r) {
   std::vector<std::string> out;
   std::string_view line;
@@ -137,11 +146,7 @@ TEST_CASE("newlines are found at every offset of a block, and none past the end"
 TEST_CASE("lines come out whole whatever the reads' sizes and where the newlines fall") {
   std::string all;
   std::vector<std::string> want;
-  for (size_t i = 0; i < 400; ++i) {
-    std::string line(i % 150, static_cast<char>('a' + i % 26));
-    want.push_back(line);
-    all += line + "\n";
-  }
+  MadeLines(400, 150, &all, &want);
   for (size_t chunk : {1, 7, 63, 64, 65, 1000}) {
     CAPTURE(chunk);
     LineReader r(16);
@@ -157,11 +162,7 @@ TEST_CASE("lines come out whole whatever the reads' sizes and where the newlines
 TEST_CASE("Each hands out what Next would, line numbers and the torn last line included") {
   std::string all;
   std::vector<std::string> want;
-  for (size_t i = 0; i < 300; ++i) {
-    std::string line(i % 130, static_cast<char>('a' + i % 26));
-    want.push_back(line);
-    all += line + "\n";
-  }
+  MadeLines(300, 130, &all, &want);
   all += "no newline at the end";
   want.push_back("no newline at the end");
   for (size_t chunk : {1, 5, 64, 200, 5000}) {

@@ -42,25 +42,15 @@ JsonWriter& EventWriter::Begin(std::string_view type, int64_t ts_us,
     head_type_.assign(type);
     head_job_ = job;
   }
-  // Then seq's value and "ts", as digits into the text.
-  char text[256];
-  std::string_view members;
-  std::string long_head;
+  // Then seq's value and "ts", as digits after it (at most 46 bytes).
   int64_t ts = ts_us >= 0 ? ts_us : batch_ts_ >= 0 ? batch_ts_ : NowMicros();
-  if (head_.size() + 64 <= sizeof text) {
-    char* p = text;
-    std::memcpy(p, head_.data(), head_.size());
-    p += head_.size();
-    p = rapidjson::internal::u64toa(seq_++, p);
-    std::memcpy(p, ",\"ts\":", 6);
-    p = rapidjson::internal::i64toa(ts, p + 6);
-    members = std::string_view(text, static_cast<size_t>(p - text));
-  } else {
-    long_head = head_ + std::to_string(seq_++) + ",\"ts\":" + std::to_string(ts);
-    members = long_head;
-  }
+  char tail[48];
+  char* p = rapidjson::internal::u64toa(seq_++, tail);
+  std::memcpy(p, ",\"ts\":", 6);
+  p = rapidjson::internal::i64toa(ts, p + 6);
   w_.Reset(buf_);
-  w_.StartObjectWith(members, head_values_ + 3);
+  w_.StartObjectWith(head_, std::string_view(tail, static_cast<size_t>(p - tail)),
+                     head_values_ + 3);
   return w_;
 }
 

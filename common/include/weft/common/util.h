@@ -56,6 +56,8 @@ class AtomicFile {
 // Makes stdin and stdout 1 MiB pipes, when they are pipes (the stream
 // filters: overlord, logger, renderers).
 void WidenStreamPipes();
+// Makes the pipe "fd" is an end of 1 MiB, if it is smaller (best effort).
+void WidenPipe(int fd);
 
 // Prints "prog: error: message" (or warning) to stderr.
 void Error(std::string_view prog, std::string_view message);

@@ -50,13 +50,14 @@ class JsonWriter : public rapidjson::Writer<rapidjson::StringBuffer> {
     Whole(key.data(), key.size());
   }
   void NameKey(KeyName key) { Whole(key.data(), key.size()); }
-  // Opens an object whose first members are "members", JSON text written
-  // by the caller (`"a":1,"b":"x"`, holding "values" keys and values): on
-  // from here, the writer goes on as if it had written them itself.
-  void StartObjectWith(std::string_view members, size_t values) {
+  // Opens an object whose first members are JSON text written by the
+  // caller, "head" then "tail" (`"a":1,"b":` and `2`, together holding
+  // "values" keys and values): on from here, the writer goes on as if it
+  // had written them itself.
+  void StartObjectWith(std::string_view head, std::string_view tail, size_t values) {
     StartObject();
-    if (!members.empty())
-      std::memcpy(os_->Push(members.size()), members.data(), members.size());
+    for (std::string_view part : {head, tail})
+      if (!part.empty()) std::memcpy(os_->Push(part.size()), part.data(), part.size());
     level_stack_.template Top<Level>()->valueCount = values;
   }
   // A string value, most often plain (an event's type, an assertion's

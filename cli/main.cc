@@ -392,6 +392,7 @@ struct ReplayOptions {
 bool FailedJobs(const std::string& path, std::set<int64_t>* failed, std::string* err) {
   weft::events::InputOptions in;
   in.path = path;
+  in.types = {"job.end"};  // (a log's index has them)
   weft::events::LineReader reader;
   weft::events::Fields f;
   weft::events::PumpHandlers h;
@@ -476,6 +477,13 @@ int Replay(const ReplayOptions& r) {
   weft::events::InputOptions in;
   in.path = path;
   in.follow = r.follow;
+  if (!types.empty()) {
+    // Those types (and what is always passed on) from the log's index, when
+    // it has one that lists them.
+    in.types = types;
+    in.types.push_back("hello");
+    in.types.push_back("run.end");
+  }
   // Large reads: a replay is a bulk copy of a file.
   weft::events::LineReader reader(1 << 20);
   weft::events::Fields f;

@@ -1,4 +1,5 @@
 #include "weft/events/input.h"
+#include "weft/events/log_index.h"
 
 #include "weft/events/event.h"
 
@@ -216,6 +217,23 @@ PumpEnd ReadLines(const InputOptions& in, LineReader& reader,
     if (!is_stdin) close(fd);
     return PumpEnd::kReadError;
   };
+  if (regular && !in.follow && !is_stdin && !in.types.empty()) {
+    // The lines wanted, from the log's index, if it has one that lists
+    // them: then the log is read on from where the index ends.
+    IndexedLines indexed;
+    if (off_t covered = indexed.Load(fd, in.path, in.types);
+        covered > 0 && lseek(fd, covered, SEEK_SET) == covered) {
+      size_t batch = 0;
+      for (std::string_view line : indexed.lines()) {
+        h.Hand(line);
+        if ((batch += line.size()) >= kMapBatch) {
+          if (h.batch_end) h.batch_end();
+          batch = 0;
+        }
+      }
+      if (h.batch_end) h.batch_end();
+    }
+  }
   if (regular && !in.follow) {
     off_t pos = lseek(fd, 0, SEEK_CUR);
     PumpEnd end;

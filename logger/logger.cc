@@ -115,6 +115,10 @@ bool Logger::Open(std::string_view run) {
   }
   path_ = path;
   run_ = std::string(run);
+  logged_ = 0;
+  // An index beside a long log (not a compressed one, nor a pipe).
+  if (struct stat st; !o_.zstd && fstat(fd_, &st) == 0 && S_ISREG(st.st_mode))
+    index_.Start(path);
   if (o_.zstd) {
     z_ = std::make_unique<ZstdState>();
     // A checksum per frame: a reader can tell a damaged log from a short one.
@@ -148,6 +152,7 @@ bool Logger::Close() {
     error_ = fmt::format("cannot close log {}: {}", path_, strerror(errno));
   }
   fd_ = -1;
+  index_.Finish(logged_);
   return ok;
 }
 
@@ -184,6 +189,7 @@ void Logger::Line(std::string_view line, bool torn) {
       return;
     }
   }
+  if (!o_.zstd) index_.Line(batch_.size(), line, type);
   batch_.append(line);
   batch_.push_back('\n');
   if (type == "run.end") sync_after_flush_ = true;
@@ -309,18 +315,25 @@ void Logger::RetrySubscribers() {
   for (auto& s : subscribers_) Drain(s);
   if (!warnings_.empty()) {
     // A subscriber dropped with no input to carry the news: now.
-    batch_.append(warnings_);
-    warnings_.clear();
+    QueueWarnings();
     Flush();
   }
 }
 
+void Logger::QueueWarnings() {
+  for (size_t at = 0; at < warnings_.size();) {
+    size_t nl = warnings_.find('\n', at);
+    std::string_view line(warnings_.data() + at, nl - at);
+    if (!o_.zstd) index_.Line(batch_.size() + at, line, events::TypeOf(line));
+    at = nl + 1;
+  }
+  batch_.append(warnings_);
+  warnings_.clear();
+}
+
 bool Logger::Flush() {
   if (failed_) return false;
-  if (!warnings_.empty()) {
-    batch_.append(warnings_);
-    warnings_.clear();
-  }
+  if (!warnings_.empty()) QueueWarnings();
   if (batch_.empty()) return true;
   if (fd_ < 0 && !o_.output.empty() && !Open("")) {
     failed_ = true;
@@ -351,9 +364,12 @@ bool Logger::Flush() {
       failed_ = true;
       return false;
     }
-    batch_.append(warnings_);
-    warnings_.clear();
+    QueueWarnings();
   }
+  // The batch is in the log: its landmarks go in the index.
+  if (std::string why; !index_.Commit(logged_, batch_, &why))
+    Warning("weft-logger", why);
+  logged_ += batch_.size();
   if (o_.forward && !forward_failed_ &&
       !events::WriteAll(STDOUT_FILENO, batch_)) {
     // The log matters more than the view: keep logging.

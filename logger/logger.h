@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include <weft/events/log_index.h>
+
 namespace weft::logger {
 
 struct Options {
@@ -78,8 +80,15 @@ class Logger {
   std::vector<Subscriber> subscribers_;
   std::string warnings_;  // warning events to add to the stream
 
+  // Appends warnings_ to the batch (and their landmarks to the index's).
+  void QueueWarnings();
+
   Options o_;
   std::string batch_;
+  // The log's index (uncompressed logs in regular files), and how many
+  // bytes the log holds.
+  events::IndexWriter index_;
+  uint64_t logged_ = 0;
   std::string path_;
   std::string run_;
   int fd_ = -1;

@@ -158,6 +158,7 @@ void History::Open(const std::string& weft_dir, bool rebuild,
 bool History::IndexLog(const std::string& name, int64_t size, int64_t mtime) {
   events::InputOptions in;
   in.path = runs_dir_ + "/" + name;  // .jsonl or .jsonl.zst: ReadInput tells
+  in.types = {"run.start", "job.end"};  // (from the log's index, if it has one)
   events::LineReader reader(64 * 1024);
   events::Fields f;
   std::string run;

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <chrono>
+#include <filesystem>
 #include <random>
 #include <string>
 
@@ -327,4 +328,81 @@ TEST_CASE("weft merge keeps an interrupted shard's interruption, and the host it
   CHECK(merged.code == 0);
   CHECK(Has(merged.out, R"("verdict":"interrupted","exit":130)"));
   CHECK(Has(merged.out, R"(,"cwd":")" + d.path() + R"(","host":")"));
+}
+
+TEST_CASE("a long run's log gets an index: filtered replays, --failed and the history read it") {
+  TempDir d;
+  // Each test's comments make the log some 8 MiB: past where an index pays.
+  std::string filler = "seq 1 25000 | sed 's/^/# a comment to make the log long, line /'\n";
+  d.Write("t/a.sh", "echo 1..2\n" + filler + "echo ok 1; echo 'not ok 2 - broken'\n", true);
+  d.Write("t/b.sh", "echo 1..1\n" + filler + "echo ok 1\n", true);
+  RunOptions o;
+  o.cwd = d.path();
+  Result live = Run({Bin("weft"), "test", "-j2", "t"}, o);
+  CHECK(live.code == 1);
+  std::string log = OnlyLog(d);  // (not the index: hidden)
+  REQUIRE(!log.empty());
+  std::string name = log.substr(log.rfind('/') + 1);
+  std::string index = d.Read(".weft/runs/." + name + ".idx");
+  CHECK(index.rfind("weft-log-index 1 bulk=", 0) == 0);
+  CHECK(Count(index, R"( {"type":"job.end",)") == 2);
+  CHECK(!Has(index, R"({"type":"comment")"));
+  // The same log without its index (a hard link of another name) is read
+  // whole: every filtered view is the same either way.
+  std::string plain = d.path() + "/plain.jsonl";
+  REQUIRE(link(log.c_str(), plain.c_str()) == 0);
+  std::vector<std::vector<std::string>> views = {
+      {"replay", "--renderer=json", "--types=job.end,summary"},
+      {"replay", "-v", "--types=job.start,job.end,summary"},
+      {"replay", "--failed", "-v"},
+      {"replay", "--renderer=junit", "--failed"}};
+  for (const auto& view : views) {
+    CAPTURE(view[1]);
+    std::vector<std::string> a = {Bin("weft")}, b = {Bin("weft")};
+    a.insert(a.end(), view.begin(), view.end());
+    b.insert(b.end(), view.begin(), view.end());
+    a.push_back(log);
+    b.push_back(plain);
+    Result indexed = Run(a, o), scanned = Run(b, o);
+    CHECK(indexed.code == scanned.code);
+    CHECK(indexed.out == scanned.out);
+    CHECK(indexed.err == scanned.err);
+  }
+  Result failed = Run({Bin("weft"), "replay", "--failed", "-v", log}, o);
+  CHECK(Has(failed.out, "t/a.sh: not ok 2 - broken\n"));
+  CHECK(!Has(failed.out, "t/b.sh"));
+  Result rerun = Run({Bin("weft"), "list", "--rerun-failed"}, o);
+  CHECK(Has(rerun.out, R"("name":"t/a.sh")"));
+  CHECK(!Has(rerun.out, R"("name":"t/b.sh")"));
+
+  // What the replay read was the index: a job.end forged into the log in
+  // place of a comment, the log then made to look older than its index,
+  // shows in a scan of the log and not in the indexed replay.
+  std::string text = d.Read(".weft/runs/" + name);
+  size_t at = text.find(R"({"type":"comment")");
+  REQUIRE(at != std::string::npos);
+  size_t end = text.find('\n', at);
+  std::string forged = R"({"type":"job.end","run":"x","job":77,"seq":1,"ts":1,"name":"forged","verdict":"pass","pad":")";
+  REQUIRE(forged.size() + 2 <= end - at);
+  forged += std::string(end - at - forged.size() - 2, 'x') + "\"}";
+  text.replace(at, end - at, forged);
+  d.Write(".weft/runs/" + name, text);
+  REQUIRE(Run({"/usr/bin/touch", "-r", d.path() + "/.weft/runs/." + name + ".idx", "-d",
+               "-5 seconds", log}).code == 0);
+  std::vector<std::string> json = {Bin("weft"), "replay", "--renderer=json", "--types=job.end"};
+  json.push_back(log);
+  CHECK(!Has(Run(json, o).out, "forged"));
+  json.back() = plain;
+  CHECK(Has(Run(json, o).out, "forged"));
+  // Touched since (newer than its index): the log is read whole.
+  REQUIRE(Run({"/usr/bin/touch", log}).code == 0);
+  json.back() = log;
+  CHECK(Has(Run(json, o).out, "forged"));
+
+  // A compressed log gets none (its bytes cannot be reached by offset).
+  CHECK(Run({Bin("weft"), "test", "--zstd", "-j2", "t"}, o).code == 1);
+  int indexes = 0;
+  for (const auto& e : std::filesystem::directory_iterator(d.path() + "/.weft/runs"))
+    if (e.path().filename().string().ends_with(".idx")) ++indexes;
+  CHECK(indexes == 1);
 }

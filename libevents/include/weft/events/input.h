@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "weft/events/line_reader.h"
 #include "weft/events/pump.h"
@@ -17,6 +18,11 @@ struct InputOptions {
   // for a view whose run a signal stops anyway (weft run: the run's end,
   // with its summary, is on its way).
   int stop_signals = 1;
+  // The types the reader wants, when it wants only a few: a log whose
+  // index (see log_index.h) lists them is then read from its index, and
+  // lines of other types before the index's end may not be handed over
+  // (the reader still filters: past that end every line is). Empty: all.
+  std::vector<std::string> types;
 };
 
 // Reads every line of the input into "h" (see Pump). With follow, EOF of a

@@ -237,3 +237,56 @@ TEST_CASE("weft-render-html: one self-contained page; test output is text, never
   CHECK(Has(dom.out, "<svg id=\"timeline\""));
   CHECK(Has(dom.out, "2 passed, 4 failed, 1 skipped"));
 }
+
+TEST_CASE("a big report is written as it is made: whole to stdout or -o FILE, a failed write said") {
+  TempDir d;
+  // 3,000 jobs: a JSON report of some 700 KB, written 64 KiB at a time.
+  std::string log =
+      R"({"type":"hello","run":"r1","seq":0,"ts":1,"schema":"1.0","producer":"weft-runner","version":"0.1.0"})"
+      "\n"
+      R"({"type":"run.start","run":"r1","seq":1,"ts":2,"argv":[],"cwd":"/","host":"h","jobs":3000})"
+      "\n";
+  for (int j = 1; j <= 3000; ++j) {
+    std::string job = R"("run":"r1","job":)" + std::to_string(j);
+    log += R"({"type":"job.start",)" + job + R"(,"seq":1,"ts":3,"name":"t/)" +
+           std::to_string(j) + ".t\"}\n";
+    log += R"({"type":"job.end",)" + job + R"(,"seq":2,"ts":4,"name":"t/)" + std::to_string(j) +
+           R"(.t","verdict":")" + (j % 1000 ? "pass" : "fail") +
+           R"(","reasons":[],"exit":{"code":0,"signal":null},"duration_us":5})" + "\n";
+  }
+  log += R"({"type":"summary","run":"r1","seq":2,"ts":5,"verdict":"fail","exit":1,"wall_us":9})"
+         "\n"
+         R"({"type":"run.end","run":"r1","seq":3,"ts":6})"
+         "\n";
+  d.Write("run.jsonl", log);
+  std::string path = d.path() + "/run.jsonl";
+  Result json = Run({Bin("weft-render-json"), path});
+  REQUIRE(json.code == 0);
+  CHECK(json.out.size() > 500000);
+  d.Write("out.json", json.out);
+  Result py = Run({"/usr/bin/python3", "-c",
+                   "import json,sys; r = json.load(open(sys.argv[1]));"
+                   "print(len(r['jobs']), r['counts']['failed'], r['jobs'][-1]['name'])",
+                   d.path() + "/out.json"});
+  CHECK(py.out == "3000 3 t/3000.t\n");
+  // -o FILE: the same bytes, and nothing else left in the directory.
+  std::string dir = d.path() + "/reports";
+  REQUIRE(Run({"/bin/mkdir", dir}).code == 0);
+  Result to_file = Run({Bin("weft-render-json"), "-o", dir + "/r.json", path});
+  CHECK(to_file.code == 0);
+  CHECK(to_file.out.empty());
+  CHECK(d.Read("reports/r.json") == json.out);
+  CHECK(Run({"/bin/ls", "-A", dir}).out == "r.json\n");
+  // A write that fails: said, exit 3 (for a report made whole, too).
+  for (const char* name : {"weft-render-json", "weft-render-tap"}) {
+    CAPTURE(name);
+    Result full = Run({"/bin/sh", "-c", "\"$0\" \"$1\" > /dev/full", Bin(name), path});
+    CHECK(full.code == 3);
+    CHECK(full.err ==
+          std::string(name) + ": error: cannot write the report: No space left on device\n");
+    Result nowhere = Run({Bin(name), "-o", d.path() + "/missing/r.out", path});
+    CHECK(nowhere.code == 3);
+    CHECK(nowhere.err == std::string(name) + ": error: cannot write " + d.path() +
+                             "/missing/r.out: No such file or directory\n");
+  }
+}

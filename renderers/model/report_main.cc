@@ -47,20 +47,25 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
     Error(spec.name, err);
     return kExitHarness;
   }
-  std::string report = spec.write(model);
   int code = end == events::PumpEnd::kInterrupted ? kExitInterrupted : kExitPass;
-  if (output.empty()) {
-    if (!events::WriteAll(STDOUT_FILENO, report)) {
-      Error(spec.name, fmt::format("cannot write the report: {}", strerror(errno)));
-      return kExitHarness;
-    }
-  } else {
-    // Whole or not at all: a temporary file beside it, renamed over it.
-    AtomicFile file;
-    if (!file.Open(output) || !events::WriteAll(file.fd(), report) || !file.Commit()) {
-      Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
-      return kExitHarness;
-    }
+  // Written as it is made; to FILE through a temporary file beside it,
+  // renamed over FILE once the report is whole.
+  AtomicFile file;
+  if (!output.empty() && !file.Open(output)) {
+    Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
+    return kExitHarness;
+  }
+  ReportOut out(output.empty() ? STDOUT_FILENO : file.fd());
+  spec.write(model, out);
+  if (!out.Flush()) {
+    Error(spec.name, output.empty()
+                         ? fmt::format("cannot write the report: {}", strerror(out.error()))
+                         : fmt::format("cannot write {}: {}", output, strerror(out.error())));
+    return kExitHarness;
+  }
+  if (!output.empty() && !file.Commit()) {
+    Error(spec.name, fmt::format("cannot write {}: {}", output, strerror(errno)));
+    return kExitHarness;
   }
   // The report is out: end here, without freeing the model job by job
   // (a 10,000-job run's model takes longer to free than its JSON report

@@ -119,9 +119,20 @@ std::string XmlEscape(std::string_view text) {
   return out;
 }
 
-std::string JsonReport(const Model& m) {
+bool ReportOut::Flush() {
+  if (!error_ && !buf_.empty() && !events::WriteAll(fd_, buf_)) error_ = errno ? errno : EIO;
+  buf_.clear();
+  return !error_;
+}
+
+void JsonReport(const Model& m, ReportOut& out) {
   rapidjson::StringBuffer buf;
   JsonWriter w(buf);
+  // What is written so far goes out (the writer keeps its own state).
+  auto pass_on = [&] {
+    out.Append(std::string_view(buf.GetString(), buf.GetSize()));
+    buf.Clear();
+  };
   w.StartObject();
   if (m.runs().empty()) {
     Key(w, "run");
@@ -131,7 +142,8 @@ std::string JsonReport(const Model& m) {
     w.EndArray();
     w.EndObject();
     buf.Put('\n');
-    return std::string(buf.GetString(), buf.GetSize());
+    pass_on();
+    return;
   }
   const Run& run = m.runs().back();
   Key(w, "run");
@@ -251,11 +263,12 @@ std::string JsonReport(const Model& m) {
     }
     w.EndArray();
     w.EndObject();
+    if (buf.GetSize() >= ReportOut::kChunk) pass_on();
   }
   w.EndArray();
   w.EndObject();
   buf.Put('\n');
-  return std::string(buf.GetString(), buf.GetSize());
+  pass_on();
 }
 
 std::string TapReport(const Model& m, int version) {

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "model.h"
 
@@ -13,8 +14,30 @@ class App;
 
 namespace weft::render {
 
+// Where a report goes as it is made: out in writes of 64 KiB, so that a
+// big report is never whole in memory (on a 10,000-job run, the pages of
+// a report built whole cost more than writing it).
+class ReportOut {
+ public:
+  explicit ReportOut(int fd) : fd_(fd) {}
+  void Append(std::string_view text) {
+    buf_.append(text);
+    if (buf_.size() >= kChunk) Flush();
+  }
+  // Writes what is held. false once any write failed (error(): its errno).
+  bool Flush();
+  int error() const { return error_; }
+
+  static constexpr size_t kChunk = 64 * 1024;
+
+ private:
+  int fd_;
+  std::string buf_;
+  int error_ = 0;
+};
+
 // weft-render-json: one JSON object for the stream's last run.
-std::string JsonReport(const Model& m);
+void JsonReport(const Model& m, ReportOut& out);
 // weft-render-tap: the runs as one TAP 14 stream, each job a subtest.
 // "version" 13 writes the same stream under "TAP version 13", for
 // TAP::Parser 3.44 and older, which refuse 14.
@@ -40,7 +63,7 @@ struct ReportSpec {
   const char* page;         // "docs/weft-render-junit.md"
   // Adds the renderer's own options; may be empty.
   std::function<void(CLI::App& app)> options;
-  std::function<std::string(const Model&)> write;
+  std::function<void(const Model&, ReportOut&)> write;
   bool passing_output = false;  // the report shows passing jobs' output
 };
 

@@ -10,6 +10,6 @@ int main(int argc, char** argv) {
       "assert's file and line), an ::error for each failed test otherwise, "
       "and a ::warning for each flaky one.",
       "docs/weft-render-github.md", nullptr,
-      [](const weft::render::Model& m) { return weft::render::GithubReport(m); }};
+      [](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::GithubReport(m)); }};
   return weft::render::ReportMain(argc, argv, spec);
 }

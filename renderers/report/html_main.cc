@@ -9,6 +9,6 @@ int main(int argc, char** argv) {
       "failure with its assertions, diagnostics and output, a sortable table "
       "of every job, and a timeline of the jobs across the run's slots.",
       "docs/weft-render-html.md", nullptr,
-      [](const weft::render::Model& m) { return weft::render::HtmlReport(m); }};
+      [](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::HtmlReport(m)); }};
   return weft::render::ReportMain(argc, argv, spec);
 }

@@ -8,6 +8,8 @@ int main(int argc, char** argv) {
       "describing its last run: verdict, exit code, counts, and each job with "
       "its verdict, reasons, duration, attempts and failed assertions.",
       "docs/weft-render-json.md", nullptr,
-      [](const weft::render::Model& m) { return weft::render::JsonReport(m); }};
+      [](const weft::render::Model& m, weft::render::ReportOut& out) {
+        weft::render::JsonReport(m, out);
+      }};
   return weft::render::ReportMain(argc, argv, spec);
 }

@@ -19,6 +19,6 @@ int main(int argc, char** argv) {
             ->check(CLI::IsMember({13, 14}))
             ->capture_default_str();
       },
-      [&](const weft::render::Model& m) { return weft::render::TapReport(m, version); }};
+      [&](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::TapReport(m, version)); }};
   return weft::render::ReportMain(argc, argv, spec);
 }

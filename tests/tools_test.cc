@@ -249,6 +249,33 @@ TEST_CASE("weft-logger: a full disk is a clear error and exit 3") {
   CHECK(r.err == "weft-logger: error: cannot write log /dev/full: No space left on device\n");
 }
 
+TEST_CASE("weft-logger: an index it cannot write is given up with a warning; the log is whole") {
+  TempDir d;
+  // Something else where the index would go.
+  REQUIRE(Run({"/bin/mkdir", "-p", d.path() + "/.weft/runs/.r1.jsonl.idx"}).code == 0);
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = Hello() + R"({"type":"run.start","run":"r1","seq":1,"ts":2,"jobs":1})" "\n" +
+            R"({"type":"job.start","run":"r1","job":1,"seq":1,"ts":3,"name":"t/a.t"})" "\n";
+  // Some 6 MiB: past where the logger starts an index.
+  for (int i = 1; i <= 40000; ++i)
+    o.input += R"({"type":"assert","run":"r1","job":1,"seq":)" + std::to_string(i + 1) +
+               R"(,"ts":4,"ok":true,"number":)" + std::to_string(i) +
+               R"(,"description":"an assertion among very many, to make the log long"})" "\n";
+  o.input += R"({"type":"job.end","run":"r1","job":1,"seq":40002,"ts":5,"name":"t/a.t","verdict":"pass"})" "\n"
+             R"({"type":"run.end","run":"r1","seq":2,"ts":6})" "\n";
+  Result r = Run({Bin("weft-logger"), "-q"}, o);
+  CHECK(r.code == 0);
+  CHECK(r.err == "weft-logger: warning: cannot write .weft/runs/.r1.jsonl.idx: Is a directory; "
+                 "replays will read the whole log\n");
+  CHECK(d.Read(".weft/runs/r1.jsonl") == o.input);
+  // Its readers read the log instead.
+  Result json = Run({Bin("weft"), "replay", "--renderer=json", "--types=job.end",
+                     d.path() + "/.weft/runs/r1.jsonl"});
+  CHECK(json.code == 0);
+  CHECK(Has(json.out, R"("name":"t/a.t","verdict":"pass")"));
+}
+
 TEST_CASE("weft-logger writes whole lines only and forwards the same bytes") {
   TempDir d;
   RunOptions o;

@@ -22,6 +22,11 @@ namespace weft::events {
 namespace {
 
 constexpr std::string_view kMagic = "weft-log-index 1 bulk=";
+// A log whose landmarks are more than 1/kMostLandmarks of its bytes gets
+// no index (a run of tiny tests: all landmarks, nothing to skip).
+constexpr uint64_t kMostLandmarks = 4;
+// (Offsets past this are no file's: off_t is signed.)
+constexpr uint64_t kMostOffset = uint64_t{1} << 62;
 // Said in every index's header, which is what its reader goes by (the
 // same as IsBulkType's).
 constexpr std::string_view kBulk[] = {"assert", "attachment", "comment",     "deps",
@@ -48,6 +53,7 @@ bool PreadAll(int fd, char* buf, size_t n, off_t at) {
   while (n) {
     ssize_t r = pread(fd, buf, n, at);
     if (r < 0 && errno == EINTR) continue;
+    if (r == 0) errno = EIO;  // (shorter than it was)
     if (r <= 0) return false;
     buf += r;
     n -= static_cast<size_t>(r);
@@ -57,6 +63,15 @@ bool PreadAll(int fd, char* buf, size_t n, off_t at) {
 }
 
 }  // namespace
+
+std::string RealPath(int fd, const std::string& path) {
+  char buf[PATH_MAX];
+  ssize_t n = readlink(fmt::format("/proc/self/fd/{}", fd).c_str(), buf, sizeof buf - 1);
+  if (n > 0 && buf[0] == '/') return std::string(buf, static_cast<size_t>(n));
+  // (No /proc: the name, resolved now.)
+  std::unique_ptr<char, decltype(&free)> real(realpath(path.c_str(), nullptr), &free);
+  return real ? std::string(real.get()) : std::string();
+}
 
 std::string IndexPath(const std::string& log) {
   size_t slash = log.rfind('/');
@@ -76,7 +91,7 @@ void IndexWriter::Start(const std::string& log) {
   path_ = IndexPath(log);
   unlink(path_.c_str());  // another log's, of the same name
   early_.clear();
-  covered_ = 0;
+  covered_ = written_ = 0;
   live_ = true;
 }
 
@@ -138,6 +153,14 @@ bool IndexWriter::Commit(uint64_t base, std::string_view batch, std::string* err
     pending_.clear();
     // A short log is scanned as fast as its index would be read.
     if (base + batch.size() < kIndexFrom) return true;
+    // Nor is a log of landmarks worth a copy: a run of tiny tests.
+    uint64_t landmarks = 0;
+    for (const auto& l : early_) landmarks += l.length + 1;
+    if (landmarks > (base + batch.size()) / kMostLandmarks) {
+      live_ = false;
+      std::vector<Landmark>().swap(early_);
+      return true;
+    }
     if (!Begin(err)) {
       *err += "; replays will read the whole log";
       GiveUp();
@@ -149,6 +172,12 @@ bool IndexWriter::Commit(uint64_t base, std::string_view batch, std::string* err
   if (out_.empty()) return true;  // (COVERED moves on with the next landmark)
   covered_ = base + batch.size();
   AddCovered(covered_);
+  written_ += out_.size();
+  if (written_ > covered_ / kMostLandmarks * 2) {
+    // The run turned into one of landmarks after all: no index.
+    GiveUp();
+    return true;
+  }
   if (WriteAll(fd_, out_)) return true;
   *err = fmt::format("cannot write {}: {}; replays will read the whole log", path_,
                      strerror(errno));
@@ -159,10 +188,12 @@ bool IndexWriter::Commit(uint64_t base, std::string_view batch, std::string* err
 void IndexWriter::Finish(uint64_t size) {
   // The whole log covered (its last batches may have had no landmark):
   // written last, so the index is newer than the log it covers.
+  // (When that write fails, the index stays right as far as it goes: a
+  // torn last line is no record.)
   if (fd_ >= 0 && covered_ < size) {
     out_.clear();
     AddCovered(size);
-    if (!WriteAll(fd_, out_)) unlink(path_.c_str());
+    WriteAll(fd_, out_);
   }
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -186,13 +217,16 @@ off_t IndexedLines::Load(int fd, const std::string& log, const std::vector<std::
   if (types.empty()) return 0;
   for (const auto& t : types)
     if (t.empty()) return 0;
-  // .weft/latest is a link: the index is beside the file it names.
-  std::unique_ptr<char, decltype(&free)> real(realpath(log.c_str(), nullptr), &free);
-  if (!real) return 0;
-  int ifd = ::open(IndexPath(real.get()).c_str(), O_RDONLY | O_CLOEXEC);
+  // The index is beside the file "fd" is (.weft/latest is a link, which
+  // may be pointed elsewhere meanwhile: the file open is the one read).
+  std::string real = RealPath(fd, log);
+  if (real.empty()) return 0;
+  // (Not blocking on a FIFO of that name; not mapping what is no file.)
+  int ifd = ::open(IndexPath(real).c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (ifd < 0) return 0;
   struct stat st, log_st;
-  if (fstat(ifd, &st) == 0 && fstat(fd, &log_st) == 0 && st.st_size > 0) {
+  if (fstat(ifd, &st) == 0 && S_ISREG(st.st_mode) && fstat(fd, &log_st) == 0 &&
+      st.st_size > 0) {
     // Mapped, not read: a few faults for the index's pages, no copy.
     void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, ifd, 0);
     if (map != MAP_FAILED) {
@@ -254,7 +288,7 @@ off_t IndexedLines::Check(int fd, const std::vector<std::string>& types, const s
     size_t space = line.find(' ');
     uint64_t offset;
     if (space == std::string_view::npos || !Number(line.substr(0, space), &offset) ||
-        offset < next_free)
+        offset < next_free || offset > kMostOffset)
       break;
     std::string_view l = line.substr(space + 1);
     next_free = offset + l.size() + 1;

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <random>
 #include <string>
@@ -134,14 +136,17 @@ off_t Covered(const std::string& log, const std::vector<std::string>& types,
   return covered;
 }
 
-// The log's modification time set a second before its index's.
-void Backdate(const std::string& log) {
+// The log's modification time set "seconds" from its index's (a file's
+// times come from a coarse clock: a write just after another may bear the
+// same time).
+void Redate(const std::string& log, int seconds) {
   struct stat st;
   REQUIRE(stat(IndexPath(log).c_str(), &st) == 0);
   struct timespec times[2] = {st.st_atim, st.st_mtim};
-  times[1].tv_sec -= 1;
+  times[1].tv_sec += seconds;
   REQUIRE(utimensat(AT_FDCWD, log.c_str(), times, 0) == 0);
 }
+void Backdate(const std::string& log) { Redate(log, -1); }
 
 const std::vector<std::string> kOutline = {"job.end", "summary"};
 
@@ -241,6 +246,7 @@ TEST_CASE("an index is used only as far as it goes, and only while its log agree
     REQUIRE(pwrite(fd, forged.data(), forged.size(), static_cast<off_t>(at)) ==
             static_cast<ssize_t>(forged.size()));
     close(fd);
+    Redate(log, 1);
     CHECK(Covered(log, kOutline) == 0);
     auto read = Read(log, kOutline);
     CHECK(read.size() == expected.size() + 1);
@@ -303,5 +309,85 @@ TEST_CASE("a new log of the same name removes the old one's index") {
   auto lines = RunLines(20, 10);
   WriteLog(log, lines);  // short: no index of its own
   CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
+  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+}
+
+TEST_CASE("a log of landmarks only (a run of tiny tests) gets no index") {
+  Dir d;
+  std::string log = d.path + "/run.jsonl";
+  auto lines = RunLines(40000, 0);
+  REQUIRE(WriteLog(log, lines) > kIndexFrom);
+  CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
+  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+}
+
+TEST_CASE("the bulk types an index names are the ones the logger leaves out") {
+  Dir d;
+  std::string log = d.path + "/run.jsonl";
+  WriteLog(log, RunLines(400, 120));
+  std::string index = ReadFile(IndexPath(log));
+  std::string header = index.substr(0, index.find('\n'));
+  CHECK(header ==
+        "weft-log-index 1 bulk=assert,attachment,comment,deps,diag,note,output,parse_error,"
+        "pragma,subtest,timing");
+  std::string list = header.substr(header.find('=') + 1) + ",";
+  for (size_t at = 0, comma; (comma = list.find(',', at)) != std::string::npos; at = comma + 1) {
+    CAPTURE(list.substr(at, comma - at));
+    CHECK(IsBulkType(list.substr(at, comma - at)));
+  }
+}
+
+TEST_CASE("every line from an index has its padding, even at the end of a page") {
+  // An index whose size is a multiple of the page: its last line's
+  // padding is not in the mapping (reading it would fault), so it is a copy.
+  Dir d;
+  std::string log = d.path + "/run.jsonl";
+  auto lines = RunLines(400, 120);
+  uint64_t size = WriteLog(log, lines);
+  std::string index = ReadFile(IndexPath(log));
+  size_t header_end = index.find('\n');
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t pad = page - index.size() % page;
+  if (pad < 2) pad += page;
+  // (A made-up bulk type lengthens the header.)
+  index.insert(header_end, "," + std::string(pad - 1, 'z'));
+  REQUIRE(index.size() % page == 0);
+  int fd = open(IndexPath(log).c_str(), O_WRONLY | O_TRUNC);
+  REQUIRE(WriteAll(fd, index));
+  close(fd);
+  Backdate(log);
+  std::vector<std::string> types = {"run.end"};  // the index's last record
+  int log_fd = open(log.c_str(), O_RDONLY);
+  REQUIRE(log_fd >= 0);
+  IndexedLines indexed;
+  CHECK(indexed.Load(log_fd, log, types) == static_cast<off_t>(size));
+  REQUIRE(indexed.lines().size() == 1);
+  // Where the index is mapped (from /proc/self/maps): a line handed out
+  // from the mapping must end kPadding bytes before the mapping does.
+  uintptr_t map_start = 0, map_end = 0;
+  std::string maps = ReadFile("/proc/self/maps");
+  for (size_t at = 0, nl; (nl = maps.find('\n', at)) != std::string::npos; at = nl + 1) {
+    std::string line = maps.substr(at, nl - at);
+    if (!line.ends_with(IndexPath(log))) continue;
+    map_start = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+    map_end = std::stoull(line.substr(line.find('-') + 1), nullptr, 16);
+  }
+  REQUIRE(map_end > map_start);
+  for (auto l : indexed.lines()) {
+    auto p = reinterpret_cast<uintptr_t>(l.data());
+    if (p >= map_start && p < map_end) CHECK(p + l.size() + kPadding <= map_end);
+    CHECK(l.data()[l.size()] == '\n');
+  }
+  close(log_fd);
+}
+
+TEST_CASE("a FIFO where the index would be is no index, and no wait") {
+  Dir d;
+  std::string log = d.path + "/run.jsonl";
+  auto lines = RunLines(400, 120);
+  WriteLog(log, lines);
+  std::filesystem::remove(IndexPath(log));
+  REQUIRE(mkfifo(IndexPath(log).c_str(), 0600) == 0);
+  CHECK(Covered(log, kOutline) == 0);
   CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
 }

@@ -116,9 +116,19 @@ bool Logger::Open(std::string_view run) {
   path_ = path;
   run_ = std::string(run);
   logged_ = 0;
-  // An index beside a long log (not a compressed one, nor a pipe).
-  if (struct stat st; !o_.zstd && fstat(fd_, &st) == 0 && S_ISREG(st.st_mode))
-    index_.Start(path);
+  // An index beside a long log (not a compressed one, nor a pipe; beside
+  // the file itself, where its readers look, when PATH is a link). A
+  // compressed log removes an old one of its name.
+  if (struct stat st; fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) {
+    std::string real = path;
+    if (struct stat l; lstat(path.c_str(), &l) == 0 && S_ISLNK(l.st_mode))
+      real = events::RealPath(fd_, path);
+    if (real.empty()) real = path;
+    if (o_.zstd)
+      unlink(events::IndexPath(real).c_str());
+    else
+      index_.Start(real);
+  }
   if (o_.zstd) {
     z_ = std::make_unique<ZstdState>();
     // A checksum per frame: a reader can tell a damaged log from a short one.
@@ -323,6 +333,7 @@ void Logger::RetrySubscribers() {
 void Logger::QueueWarnings() {
   for (size_t at = 0; at < warnings_.size();) {
     size_t nl = warnings_.find('\n', at);
+    if (nl == std::string::npos) nl = warnings_.size();  // (each ends in one)
     std::string_view line(warnings_.data() + at, nl - at);
     if (!o_.zstd) index_.Line(batch_.size() + at, line, events::TypeOf(line));
     at = nl + 1;

@@ -406,3 +406,89 @@ TEST_CASE("a long run's log gets an index: filtered replays, --failed and the hi
     if (e.path().filename().string().ends_with(".idx")) ++indexes;
   CHECK(indexes == 1);
 }
+
+namespace {
+
+// Every record of "index" is the line of "log" at its offset, and they
+// are all the lines of "log" that are not assertions, in order; the index
+// covers the whole log.
+void CheckIndex(const std::string& log, const std::string& index) {
+  std::vector<std::pair<size_t, std::string>> expected;
+  for (size_t at = 0, nl; (nl = log.find('\n', at)) != std::string::npos; at = nl + 1) {
+    std::string line = log.substr(at, nl - at);
+    if (line.rfind(R"({"type":"assert")", 0) != 0) expected.emplace_back(at, line);
+  }
+  std::vector<std::pair<size_t, std::string>> records;
+  std::string last_marker;
+  size_t at = index.find('\n') + 1;
+  for (size_t nl; (nl = index.find('\n', at)) != std::string::npos; at = nl + 1) {
+    std::string line = index.substr(at, nl - at);
+    if (line.rfind("= ", 0) == 0) {
+      last_marker = line;
+      continue;
+    }
+    size_t space = line.find(' ');
+    records.emplace_back(std::stoull(line.substr(0, space)), line.substr(space + 1));
+  }
+  CHECK(records.size() == expected.size());
+  CHECK(records == expected);
+  CHECK(last_marker == "= " + std::to_string(log.size()));
+}
+
+}  // namespace
+
+TEST_CASE("weft-logger's index, run by run: lines before the run id, a dropped subscriber, a tail") {
+  TempDir d;
+  REQUIRE(Run({"/usr/bin/mkfifo", d.path() + "/nobody"}).code == 0);
+  auto long_run = [](const std::string& run) {
+    std::string r = R"({"type":"hello","run":")" + run + R"(","seq":0,"ts":1,"schema":"1.0"})" "\n" +
+                    R"({"type":"run.start","run":")" + run + R"(","seq":1,"ts":2,"jobs":2})" "\n";
+    for (int job = 1; job <= 2; ++job) {
+      std::string j = R"("run":")" + run + R"(","job":)" + std::to_string(job);
+      r += R"({"type":"job.start",)" + j + R"(,"seq":1,"ts":3,"name":"t/)" + std::to_string(job) +
+           ".t\"}\n";
+      for (int i = 1; i <= 20000; ++i)
+        r += R"({"type":"assert",)" + j + R"(,"seq":)" + std::to_string(i + 1) +
+             R"(,"ts":4,"ok":true,"number":)" + std::to_string(i) +
+             R"(,"description":"one of very many, to make the log long"})" "\n";
+      r += R"({"type":"job.end",)" + j + R"(,"seq":9,"ts":5,"name":"t/)" + std::to_string(job) +
+           R"(.t","verdict":"pass"})" "\n";
+    }
+    return r + R"({"type":"run.end","run":")" + run + R"(","seq":2,"ts":6})" "\n";
+  };
+  // Before the first run id: a line held until the log opens.
+  std::string early = R"({"type":"counts","seq":0,"ts":1,"P":0,"F":0})" "\n";
+  std::string r1 = long_run("r1"), r2 = long_run("r2");
+  // After r2's end: lines with no landmark among them, in the last batches.
+  std::string tail;
+  for (int i = 1; i <= 3000; ++i)
+    tail += R"({"type":"assert","run":"r2","job":2,"seq":)" + std::to_string(30000 + i) +
+            R"(,"ts":7,"ok":true,"number":)" + std::to_string(i) + "}\n";
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = early + r1 + r2 + tail;
+  // A subscriber nobody reads: dropped past 8 MiB of backlog, in r2, with
+  // a warning event in r2's log (a landmark of its own).
+  Result r = Run({Bin("weft-logger"), "-q", "--fifo", d.path() + "/nobody"}, o);
+  CHECK(r.code == 0);
+  std::string log1 = d.Read(".weft/runs/r1.jsonl"), log2 = d.Read(".weft/runs/r2.jsonl");
+  CHECK(log1 == early + r1);
+  CHECK(Has(log2, R"({"type":"warning","run":"r2",)"));
+  CHECK(log2.size() > r2.size() + tail.size());
+  CheckIndex(log1, d.Read(".weft/runs/.r1.jsonl.idx"));
+  CheckIndex(log2, d.Read(".weft/runs/.r2.jsonl.idx"));
+  // Read through it: the warning, as a scan of the log finds it.
+  Result warning = Run({Bin("weft"), "replay", "--renderer=json", "--types=warning,job.end",
+                        d.path() + "/.weft/runs/r2.jsonl"});
+  CHECK(warning.code == 0);
+  CHECK(Has(warning.out, R"("name":"t/2.t","verdict":"pass")"));
+
+  // -o through a link: the index is beside the file, where readers look.
+  REQUIRE(Run({"/bin/ln", "-s", "real.jsonl", d.path() + "/link.jsonl"}).code == 0);
+  o.input = r1;
+  CHECK(Run({Bin("weft-logger"), "-q", "-o", "link.jsonl"}, o).code == 0);
+  CheckIndex(d.Read("real.jsonl"), d.Read(".real.jsonl.idx"));
+  // A compressed log of that name removes it.
+  CHECK(Run({Bin("weft-logger"), "-q", "--zstd", "-o", "real.jsonl"}, o).code == 0);
+  CHECK(!std::filesystem::exists(d.path() + "/.real.jsonl.idx"));
+}

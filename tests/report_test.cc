@@ -277,6 +277,13 @@ TEST_CASE("a big report is written as it is made: whole to stdout or -o FILE, a 
   CHECK(to_file.out.empty());
   CHECK(d.Read("reports/r.json") == json.out);
   CHECK(Run({"/bin/ls", "-A", dir}).out == "r.json\n");
+  // A write to FILE that fails halfway (a file size limit): said, exit 3,
+  // and no FILE, no part of it left.
+  Result half = Run({"/bin/sh", "-c", "ulimit -f 100; trap '' XFSZ; exec \"$0\" -o \"$1\" \"$2\"",
+                     Bin("weft-render-json"), dir + "/half.json", path});
+  CHECK(half.code == 3);
+  CHECK(half.err == "weft-render-json: error: cannot write " + dir + "/half.json: File too large\n");
+  CHECK(Run({"/bin/ls", "-A", dir}).out == "r.json\n");
   // A write that fails: said, exit 3 (for a report made whole, too).
   for (const char* name : {"weft-render-json", "weft-render-tap"}) {
     CAPTURE(name);

@@ -119,8 +119,12 @@ std::string XmlEscape(std::string_view text) {
   return out;
 }
 
+void ReportOut::Write(std::string_view text) {
+  if (!error_ && !text.empty() && !events::WriteAll(fd_, text)) error_ = errno ? errno : EIO;
+}
+
 bool ReportOut::Flush() {
-  if (!error_ && !buf_.empty() && !events::WriteAll(fd_, buf_)) error_ = errno ? errno : EIO;
+  Write(buf_);
   buf_.clear();
   return !error_;
 }

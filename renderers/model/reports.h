@@ -21,6 +21,10 @@ class ReportOut {
  public:
   explicit ReportOut(int fd) : fd_(fd) {}
   void Append(std::string_view text) {
+    if (buf_.empty() && text.size() >= kChunk) {
+      Write(text);  // (a report made whole: no copy of it)
+      return;
+    }
     buf_.append(text);
     if (buf_.size() >= kChunk) Flush();
   }
@@ -31,6 +35,7 @@ class ReportOut {
   static constexpr size_t kChunk = 64 * 1024;
 
  private:
+  void Write(std::string_view text);
   int fd_;
   std::string buf_;
   int error_ = 0;

@@ -36,6 +36,9 @@ namespace weft::events {
 
 // DIR/.NAME.idx for DIR/NAME.
 std::string IndexPath(const std::string& log);
+// The path of the file "fd" is open on (opened as "path"), symbolic links
+// resolved; empty when it cannot be told.
+std::string RealPath(int fd, const std::string& path);
 
 // The types an index leaves out (a run has many of each). Asked of every
 // line the logger writes: a compare or two of a fixed size, no search.
@@ -95,6 +98,7 @@ class IndexWriter {
   std::string log_, path_;
   std::string out_;
   uint64_t covered_ = 0;
+  uint64_t written_ = 0;  // bytes of records in the index
   bool live_ = false;     // a log is being indexed
   int fd_ = -1;           // the index, once the log is long enough
 };

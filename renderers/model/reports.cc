@@ -355,14 +355,18 @@ std::string TapReport(const Model& m, int version) {
   return out;
 }
 
-std::string JunitReport(const Model& m, bool per_assertion) {
+void JunitReport(const Model& m, bool per_assertion, ReportOut& report) {
   struct Suite {
     std::string body;
     int64_t tests = 0, failures = 0, errors = 0, skipped = 0;
   };
-  std::string suites;
   int64_t all_tests = 0, all_failures = 0, all_errors = 0, all_skipped = 0;
   int64_t all_time = 0;
+  // The totals head the report: every suite is counted first ("write"
+  // false: no text made), then made and written out one by one, so that
+  // a run of 600,000 assertions is never one string in memory. Both
+  // passes take the same branches.
+  bool write = false;
   auto testcase = [](std::string_view name, std::string_view classname, int64_t us,
                      std::string_view inner) {
     std::string s = fmt::format("    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
@@ -402,6 +406,7 @@ std::string JunitReport(const Model& m, bool per_assertion) {
     return s;
   };
 
+  auto suites = [&] {
   for (const Run& run : m.runs()) {
     if (!per_assertion) {
       Suite suite;
@@ -411,46 +416,61 @@ std::string JunitReport(const Model& m, bool per_assertion) {
         std::string inner;
         if (job.cancelled && !job.ended) {
           ++suite.skipped;
-          inner = fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
-                              XmlEscape(job.cancel_reason));
+          if (write)
+            inner = fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
+                                XmlEscape(job.cancel_reason));
         } else if (!job.ended) {
           ++suite.errors;
-          inner = failure("error", "the job never finished", "weft.job", "");
+          if (write) inner = failure("error", "the job never finished", "weft.job", "");
         } else if (job.verdict == "skip") {
           ++suite.skipped;
-          inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
+          if (write)
+            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
         } else if (job.verdict == "fail") {
           ++suite.failures;
-          inner = failure("failure", Joined(job.reasons, "; "), "weft.job", job_failure_text(job));
+          if (write)
+            inner = failure("failure", Joined(job.reasons, "; "), "weft.job", job_failure_text(job));
         }
+        time += job.duration_us;
+        if (!write) continue;
         inner += reruns(job);
         std::string out = output_of(job, false), err = output_of(job, true);
         if (!out.empty()) inner += "      <system-out>" + XmlEscape(out) + "</system-out>\n";
         if (!err.empty()) inner += "      <system-err>" + XmlEscape(err) + "</system-err>\n";
-        time += job.duration_us;
         suite.body += testcase(job.name, "weft", job.duration_us, inner);
       }
       int64_t wall = run.wall_us ? run.wall_us : time;
-      suites += fmt::format(
+      if (!write) {
+        all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
+            all_skipped += suite.skipped, all_time += wall;
+        continue;
+      }
+      report.Append(fmt::format(
           "  <testsuite name=\"weft run {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" "
           "skipped=\"{}\" time=\"{}\" timestamp=\"{}\" hostname=\"{}\">\n{}  </testsuite>\n",
           XmlEscape(run.id), suite.tests, suite.failures, suite.errors, suite.skipped,
-          FormatSeconds(wall), Iso8601(run.start_ts), XmlEscape(run.host), suite.body);
-      all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
-          all_skipped += suite.skipped, all_time += wall;
+          FormatSeconds(wall), Iso8601(run.start_ts), XmlEscape(run.host), suite.body));
       continue;
     }
     for (const auto& [id, job] : run.jobs) {
       Suite suite;
       if (job.cancelled && !job.ended) {
         suite.tests = suite.skipped = 1;
-        suite.body = testcase(job.name, job.name, 0,
-                              fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
-                                          XmlEscape(job.cancel_reason)));
+        if (write)
+          suite.body = testcase(job.name, job.name, 0,
+                                fmt::format("      <skipped message=\"cancelled: {}\"/>\n",
+                                            XmlEscape(job.cancel_reason)));
       } else {
         for (const auto& a : job.asserts) {
           if (a.depth != 0) continue;
           ++suite.tests;
+          if (!write) {
+            if (a.directive == "skip")
+              ++suite.skipped;
+            else if (!a.ok && a.directive != "todo")
+              ++suite.failures;
+            continue;
+          }
           std::string name =
               a.number > 0 ? fmt::format("{}{}", a.number,
                                          a.description.empty() ? "" : " - " + a.description)
@@ -482,25 +502,35 @@ std::string JunitReport(const Model& m, bool per_assertion) {
           std::string inner;
           if (!job.ended) {
             ++suite.errors;
-            inner = failure("error", "the job never finished", "weft.job", "");
+            if (write) inner = failure("error", "the job never finished", "weft.job", "");
           } else if (job.verdict == "skip") {
             ++suite.skipped;
-            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
+            if (write)
+              inner =
+                  fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(job.skip_reason));
           } else if (fail) {
             ++suite.failures;
             auto shown = other.empty() ? job.reasons : other;
-            inner = failure("failure", Joined(shown, "; "), "weft.job", Joined(shown, "\n"));
+            if (write)
+              inner = failure("failure", Joined(shown, "; "), "weft.job", Joined(shown, "\n"));
           }
-          inner += reruns(job);
-          suite.body += testcase(fmt::format("{} (the test file)", job.name), job.name,
-                                 job.duration_us, inner);
+          if (write) {
+            inner += reruns(job);
+            suite.body += testcase(fmt::format("{} (the test file)", job.name), job.name,
+                                   job.duration_us, inner);
+          }
         }
+      }
+      if (!write) {
+        all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
+            all_skipped += suite.skipped, all_time += job.duration_us;
+        continue;
       }
       std::string out = output_of(job, false), err = output_of(job, true);
       std::string tail;
       if (!out.empty()) tail += "    <system-out>" + XmlEscape(out) + "</system-out>\n";
       if (!err.empty()) tail += "    <system-err>" + XmlEscape(err) + "</system-err>\n";
-      suites += fmt::format(
+      report.Append(fmt::format(
           "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" "
           "time=\"{}\" timestamp=\"{}\" hostname=\"{}\">\n"
           "    <properties>\n"
@@ -509,19 +539,21 @@ std::string JunitReport(const Model& m, bool per_assertion) {
           "    </properties>\n{}{}  </testsuite>\n",
           XmlEscape(job.name), suite.tests, suite.failures, suite.errors, suite.skipped,
           FormatSeconds(job.duration_us), Iso8601(job.start_ts ? job.start_ts : run.start_ts),
-          XmlEscape(run.host), XmlEscape(run.id), job.id, suite.body, tail);
-      all_tests += suite.tests, all_failures += suite.failures, all_errors += suite.errors,
-          all_skipped += suite.skipped, all_time += job.duration_us;
+          XmlEscape(run.host), XmlEscape(run.id), job.id, suite.body, tail));
     }
   }
+  };
+  suites();  // counted
   int64_t wall = 0;
   for (const Run& run : m.runs()) wall += run.wall_us;
-  return fmt::format(
+  report.Append(fmt::format(
       "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
       "<testsuites name=\"weft\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" "
-      "time=\"{}\">\n{}</testsuites>\n",
-      all_tests, all_failures, all_errors, all_skipped, FormatSeconds(wall ? wall : all_time),
-      suites);
+      "time=\"{}\">\n",
+      all_tests, all_failures, all_errors, all_skipped, FormatSeconds(wall ? wall : all_time)));
+  write = true;
+  suites();  // written
+  report.Append("</testsuites>\n");
 }
 
 std::string GithubReport(const Model& m) {

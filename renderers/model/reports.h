@@ -50,7 +50,7 @@ std::string TapReport(const Model& m, int version = 14);
 // weft-render-junit: JUnit XML. "per_file": one testsuite per job with a
 // testcase per assertion (default); otherwise one testsuite per run with a
 // testcase per job.
-std::string JunitReport(const Model& m, bool per_assertion);
+void JunitReport(const Model& m, bool per_assertion, ReportOut& out);
 // weft-render-github: GitHub Actions workflow commands (::error …::).
 std::string GithubReport(const Model& m);
 

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
         app.add_flag("--per-job", per_job,
                      "One testsuite per run with a testcase per test file");
       },
-      [&](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::JunitReport(m, !per_job)); },
+      [&](const weft::render::Model& m, weft::render::ReportOut& out) { weft::render::JunitReport(m, !per_job, out); },
       true};
   return weft::render::ReportMain(argc, argv, spec);
 }

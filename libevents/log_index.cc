@@ -122,24 +122,50 @@ void IndexWriter::AddCovered(uint64_t covered) {
 }
 
 bool IndexWriter::Begin(std::string* err) {
-  uint64_t end = early_.empty() ? 0 : early_.back().offset + early_.back().length;
-  std::unique_ptr<char[]> head(new char[end]);
   int log = ::open(log_.c_str(), O_RDONLY | O_CLOEXEC);
-  bool read = log >= 0 && PreadAll(log, head.get(), end, 0);
-  if (log >= 0) ::close(log);
-  if (!read) {
+  if (log < 0) {
     *err = fmt::format("cannot read {} back to index it: {}", log_, strerror(errno));
     return false;
   }
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) {
     *err = fmt::format("cannot write {}: {}", path_, strerror(errno));
+    ::close(log);
     return false;
   }
+  // The landmarks so far, read back a window of the log at a time (the
+  // logger stays small: not its first 4 MiB in memory at once).
+  constexpr uint64_t kWindow = 128 * 1024;
+  std::string window;
+  uint64_t from = 0;
   out_ = Header();
-  for (const auto& l : early_) AddRecord(l.offset, {head.get() + l.offset, l.length});
+  bool ok = true;
+  for (const auto& l : early_) {
+    if (l.offset < from || l.offset + l.length > from + window.size()) {
+      from = l.offset;
+      window.resize(std::max(kWindow, l.length));
+      uint64_t end = early_.back().offset + early_.back().length;
+      window.resize(std::min<uint64_t>(window.size(), end - from));
+      if (!PreadAll(log, window.data(), window.size(), static_cast<off_t>(from))) {
+        *err = fmt::format("cannot read {} back to index it: {}", log_, strerror(errno));
+        ok = false;
+        break;
+      }
+    }
+    AddRecord(l.offset, std::string_view(window).substr(l.offset - from, l.length));
+    if (out_.size() >= kWindow) {
+      written_ += out_.size();
+      if (!WriteAll(fd_, out_)) {
+        *err = fmt::format("cannot write {}: {}", path_, strerror(errno));
+        ok = false;
+        break;
+      }
+      out_.clear();
+    }
+  }
+  ::close(log);
   std::vector<Landmark>().swap(early_);
-  return true;
+  return ok;
 }
 
 bool IndexWriter::Commit(uint64_t base, std::string_view batch, std::string* err) {

@@ -142,10 +142,10 @@ bool IndexWriter::Begin(std::string* err) {
   bool ok = true;
   for (const auto& l : early_) {
     if (l.offset < from || l.offset + l.length > from + window.size()) {
+      // (Up to the last landmark's end: the log holds that much.)
       from = l.offset;
-      window.resize(std::max(kWindow, l.length));
       uint64_t end = early_.back().offset + early_.back().length;
-      window.resize(std::min<uint64_t>(window.size(), end - from));
+      window.resize(std::min(std::max(kWindow, l.length), end - from));
       if (!PreadAll(log, window.data(), window.size(), static_cast<off_t>(from))) {
         *err = fmt::format("cannot read {} back to index it: {}", log_, strerror(errno));
         ok = false;
@@ -323,17 +323,16 @@ off_t IndexedLines::Check(int fd, const std::vector<std::string>& types, const s
   }
   records.resize(committed);
   lines_.resize(committed_lines);
-  auto fail = [] { return off_t{0}; };
   uint64_t size = static_cast<uint64_t>(log_st.st_size);
-  if (covered == 0 || covered > size) return fail();
+  if (covered == 0 || covered > size) return 0;
   char last;
-  if (!PreadAll(fd, &last, 1, static_cast<off_t>(covered - 1)) || last != '\n') return fail();
+  if (!PreadAll(fd, &last, 1, static_cast<off_t>(covered - 1)) || last != '\n') return 0;
   // A log that changed after its index was last written (not merely
   // grown: a logger killed leaves lines past COVERED) is read whole.
   auto newer = [](const struct timespec& a, const struct timespec& b) {
     return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
   };
-  if (covered == size && newer(log_st.st_mtim, st.st_mtim)) return fail();
+  if (covered == size && newer(log_st.st_mtim, st.st_mtim)) return 0;
   // Some of its lines, byte for byte, with a line's end either side.
   constexpr size_t kSamples = 32;
   std::string buf;
@@ -344,7 +343,7 @@ off_t IndexedLines::Check(int fd, const std::vector<std::string>& types, const s
     if (!PreadAll(fd, buf.data(), buf.size(), static_cast<off_t>(from)) ||
         (r.offset && buf[0] != '\n') || buf.back() != '\n' ||
         std::string_view(buf).substr(r.offset - from, r.line.size()) != r.line)
-      return fail();
+      return 0;
   }
   // The last lines, too near the mapping's end for their padding: copied.
   const char* padded = index.data() + index.size() - std::min(index.size(), kPadding);

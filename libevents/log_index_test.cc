@@ -150,6 +150,12 @@ void Backdate(const std::string& log) { Redate(log, -1); }
 
 const std::vector<std::string> kOutline = {"job.end", "summary"};
 
+// No index beside "log": a reader of kOutline gets its lines from the log.
+void CheckNoIndex(const std::string& log, const std::vector<std::string>& lines) {
+  CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
+  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+}
+
 }  // namespace
 
 TEST_CASE("an index is named beside its log, hidden") {
@@ -200,8 +206,7 @@ TEST_CASE("a short log has no index: it is read as fast as one would be") {
   std::string log = d.path + "/run.jsonl";
   auto lines = RunLines(20, 10);
   WriteLog(log, lines);
-  CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
-  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+  CheckNoIndex(log, lines);
 }
 
 TEST_CASE("an index is used only as far as it goes, and only while its log agrees with it") {
@@ -308,8 +313,7 @@ TEST_CASE("a new log of the same name removes the old one's index") {
   REQUIRE(access(IndexPath(log).c_str(), F_OK) == 0);
   auto lines = RunLines(20, 10);
   WriteLog(log, lines);  // short: no index of its own
-  CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
-  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+  CheckNoIndex(log, lines);
 }
 
 TEST_CASE("a log of landmarks only (a run of tiny tests) gets no index") {
@@ -317,8 +321,7 @@ TEST_CASE("a log of landmarks only (a run of tiny tests) gets no index") {
   std::string log = d.path + "/run.jsonl";
   auto lines = RunLines(40000, 0);
   REQUIRE(WriteLog(log, lines) > kIndexFrom);
-  CHECK(access(IndexPath(log).c_str(), F_OK) != 0);
-  CHECK(Read(log, kOutline) == OfTypes(lines, kOutline));
+  CheckNoIndex(log, lines);
 }
 
 TEST_CASE("the bulk types an index names are the ones the logger leaves out") {

@@ -17,6 +17,7 @@ void LineReader::Compact(size_t need) {
   // Keep the unread bytes; make room for "need" more plus the padding.
   size_t live = end_ - begin_;
   if (begin_ > 0 && live + need + kPadding <= cap_) {
+    origin_ += begin_;
     std::memmove(buf_.get(), buf_.get() + begin_, live);
     scan_ -= begin_;
     end_ = live;
@@ -28,6 +29,7 @@ void LineReader::Compact(size_t need) {
   while (live + need + kPadding > cap) cap *= 2;
   std::unique_ptr<char[]> bigger(new char[cap]);
   std::memcpy(bigger.get(), buf_.get() + begin_, live);
+  origin_ += begin_;
   buf_ = std::move(bigger);
   cap_ = cap;
   scan_ -= begin_;
@@ -37,6 +39,7 @@ void LineReader::Compact(size_t need) {
 
 char* LineReader::Space(size_t min, size_t* available) {
   if (begin_ == end_) {
+    origin_ += end_;
     begin_ = scan_ = end_ = 0;
     newlines_.reset();
   }
@@ -62,8 +65,7 @@ ssize_t LineReader::ReadFrom(int fd) {
   size_t avail;
   // Grow geometrically when a long line fills the buffer, so a 100 MB
   // line costs O(size) copying, not O(size^2).
-  size_t want = cap_ / 2 > 65536 ? cap_ / 2 : 65536;
-  char* p = Space(want, &avail);
+  char* p = Space(read_size(), &avail);
   ssize_t n = ::read(fd, p, avail);
   if (n > 0) Commit(static_cast<size_t>(n));
   return n;

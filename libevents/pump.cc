@@ -52,7 +52,7 @@ PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
       }
       if (rc <= 0 || !p[0].revents) continue;  // timer due, a signal, a key
     }
-    ssize_t n = reader.ReadFrom(fd);
+    ssize_t n = h.pass ? h.pass->Read(reader) : reader.ReadFrom(fd);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {

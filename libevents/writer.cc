@@ -61,10 +61,10 @@ void EventWriter::End() {
 
 void EventWriter::EndRaw(std::string_view rest) {
   // The Writer still thinks the object is open; Begin() resets it.
-  AppendRaw(rest);
+  Copy(rest);
 }
 
-void EventWriter::AppendRaw(std::string_view line) {
+void EventWriter::Copy(std::string_view line) {
   char* p = buf_.Push(line.size() + 1);
   std::memcpy(p, line.data(), line.size());
   p[line.size()] = '\n';
@@ -82,7 +82,7 @@ void EventWriter::Hello(std::string_view producer) {
 }
 
 bool EventWriter::Flush(int fd) {
-  bool ok = WriteAll(fd, batch());
+  bool ok = pass_ && pass_->pending() ? pass_->Write(batch()) : WriteAll(fd, batch());
   Clear();
   return ok;
 }

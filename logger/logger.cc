@@ -200,6 +200,7 @@ void Logger::Line(std::string_view line, bool torn) {
     }
   }
   if (!o_.zstd) index_.Line(batch_.size(), line, type);
+  if (pass_) pass_->Note(batch_.size(), line, true);
   batch_.append(line);
   batch_.push_back('\n');
   if (type == "run.end") sync_after_flush_ = true;
@@ -381,8 +382,10 @@ bool Logger::Flush() {
   if (std::string why; !index_.Commit(logged_, batch_, &why))
     Warning("weft-logger", why);
   logged_ += batch_.size();
-  if (o_.forward && !forward_failed_ &&
-      !events::WriteAll(STDOUT_FILENO, batch_)) {
+  bool forward = o_.forward && !forward_failed_;
+  if (pass_ && !forward) pass_->Drop();
+  if (forward && !(pass_ && pass_->pending() ? pass_->Write(batch_)
+                                             : events::WriteAll(STDOUT_FILENO, batch_))) {
     // The log matters more than the view: keep logging.
     forward_failed_ = true;
     Warning("weft-logger", fmt::format("cannot write to stdout ({}); still "

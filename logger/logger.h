@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include <weft/events/log_index.h>
+#include <weft/events/pass_through.h>
 
 namespace weft::logger {
 
@@ -51,6 +52,10 @@ class Logger {
   int SubscriberMs() const;
   void RetrySubscribers();
 
+  // Lines read through "pass" (see pass_through.h; it outlives this
+  // Logger) go on to stdout from there, not from the batch.
+  void set_pass_through(events::PassThrough* pass) { pass_ = pass; }
+
   const std::string& error() const { return error_; }
   bool forward_failed() const { return forward_failed_; }
   const std::string& path() const { return path_; }
@@ -85,6 +90,7 @@ class Logger {
 
   Options o_;
   std::string batch_;
+  events::PassThrough* pass_ = nullptr;
   // The log's index (uncompressed logs in regular files), and how many
   // bytes the log holds.
   events::IndexWriter index_;

@@ -52,8 +52,12 @@ int main(int argc, char** argv) {
     return weft::kExitUsage;
   }
   weft::events::LineReader reader;
+  // (With -q nothing goes on: no pass-through.)
+  weft::events::PassThrough pass(STDIN_FILENO, o.forward ? STDOUT_FILENO : -1);
+  logger.set_pass_through(&pass);
   bool failed = false;
   weft::events::PumpHandlers h;
+  h.pass = &pass;
   h.line = [&](std::string_view line) { logger.Line(line, reader.torn()); };
   h.batch_end = [&] {
     if (!failed && !logger.Flush()) {

@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
 
   weft::events::InstallStopCounter();
   weft::events::EventWriter out("", -1);
+  // Lines passed through unchanged are spliced, not copied.
+  weft::events::PassThrough pass(STDIN_FILENO, STDOUT_FILENO);
+  out.set_pass_through(&pass);
   weft::overlord::Overlord overlord(&out, !no_scoreboard);
   overlord.set_serve(serve);
   weft::events::LineReader reader;
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
     }
   };
   weft::events::PumpHandlers h;
+  h.pass = &pass;
   h.line = [&](std::string_view line) { overlord.Line(line); };
   h.batch_end = [&] {
     overlord.MaybeCounts(weft::events::NowMicros(), false);

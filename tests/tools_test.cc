@@ -291,6 +291,67 @@ TEST_CASE("weft-logger writes whole lines only and forwards the same bytes") {
   CHECK(r.err == "weft-logger: warning: dropped a torn last line of 13 bytes (its producer ended mid-line)\n");
 }
 
+TEST_CASE("overlord and logger pass lines on through pipes byte for byte (spliced, not copied)") {
+  // Between pipes, the lines they pass on unchanged are spliced from
+  // their input (a file, or a duplicate of the input pipe); what comes
+  // out must be exactly what a write of the same lines gives: here that
+  // is weft-overlord writing to a file, where it cannot splice.
+  TempDir d;
+  std::string in = Hello() + R"({"type":"run.start","run":"r1","seq":1,"ts":2,"jobs":1})" "\n" +
+                   R"({"type":"job.start","run":"r1","job":1,"seq":1,"ts":3,"name":"t/a.t"})" "\n";
+  int seq = 1;
+  auto event = [&](const std::string& rest) {
+    in += R"({"type":"output","run":"r1","job":1,"seq":)" + std::to_string(++seq) +
+          R"(,"ts":4,"stream":"stdout",)" + rest + "}";
+  };
+  for (int i = 0; i < 30000; ++i) {
+    event(R"("text":"line )" + std::to_string(i) + std::string(i % 200, 'x') + "\"");
+    // CRs kept, empty lines and non-events dropped (by the overlord).
+    in += i % 997 == 0 ? "\r\n" : i % 1999 == 0 ? "\n\nnot an event\n" : "\n";
+    if (i == 15000) {
+      event(R"("text":")" + std::string(3 << 20, 'y') + "\"");  // past what a pipe holds
+      in += "\n";
+    }
+  }
+  in += R"({"type":"job.end","run":"r1","job":1,"seq":99999,"ts":5,"name":"t/a.t","verdict":"pass"})" "\n"
+        R"({"type":"run.end","run":"r1","seq":2,"ts":6})" "\n" R"({"type":"torn)";
+  d.Write("in.jsonl", in);
+  const std::string overlord = Bin("weft-overlord"), logger = Bin("weft-logger");
+  RunOptions o;
+  o.cwd = d.path();
+  // (The overlord's own events carry the time they were made, and a
+  // seq that counts the counts events it made as time allowed: those set
+  // aside, and every line's seq and ts.)
+  auto same = [](const std::string& text) {
+    std::string out;
+    for (std::string line : Lines(text)) {
+      if (line.find(R"({"type":"counts")") == 0) continue;
+      for (std::string key : {R"(,"seq":)", R"(,"ts":)"}) {
+        size_t at = line.find(key);
+        if (at == std::string::npos) continue;
+        size_t end = line.find_first_not_of("0123456789", at + key.size());
+        line = line.substr(0, at) + key + "N" + line.substr(end);
+      }
+      out += line + "\n";
+    }
+    return out;
+  };
+  REQUIRE(Run({"/bin/sh", "-c", "'" + overlord + "' < in.jsonl > plain.jsonl"}, o).code == 3);
+  std::string want = same(d.Read("plain.jsonl"));
+  REQUIRE(Count(want, R"({"type":"output")") == 30001);
+  CHECK(Count(d.Read("plain.jsonl"), "is not a weft event") == 16);
+  for (const char* from : {"< in.jsonl", "cat in.jsonl |"}) {
+    CAPTURE(from);
+    std::string chain = std::string(from) + " '" + overlord + "' | '" + logger +
+                        "' -o log.jsonl | '" + logger + "' -o log2.jsonl";
+    Result r = Run({"/bin/sh", "-c", chain}, o);
+    CHECK(r.code == 0);
+    CHECK(same(r.out) == want);
+    CHECK(d.Read("log.jsonl") == r.out);
+    CHECK(d.Read("log2.jsonl") == r.out);
+  }
+}
+
 TEST_CASE("weft-render-term: a stream without a summary exits 3 and says why") {
   RunOptions o;
   o.input = Hello();

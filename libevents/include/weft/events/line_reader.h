@@ -126,6 +126,15 @@ class LineReader {
   // No more input: the partial last line (if any) becomes available.
   void Finish() { finished_ = true; }
   bool finished() const { return finished_; }
+  // How much ReadFrom() asks for at once.
+  size_t read_size() const { return cap_ / 2 > 65536 ? cap_ / 2 : 65536; }
+  // Where the byte at "p" (in a line handed out since the last
+  // non-const call) came in: bytes received before it.
+  uint64_t Offset(const char* p) const { return origin_ + static_cast<uint64_t>(p - buf_.get()); }
+  // Whether [p, p + n) lies within the bytes received and held.
+  bool Holds(const char* p, size_t n) const {
+    return p >= buf_.get() && p <= buf_.get() + end_ && n <= static_cast<size_t>(buf_.get() + end_ - p);
+  }
   // Bytes received but not yet handed out as a line.
   size_t pending() const { return end_ - begin_; }
   // True when the last line handed out ended at EOF without its '\n'.
@@ -146,6 +155,7 @@ class LineReader {
   size_t scan_ = 0;   // bytes before this offset hold no '\n'
   size_t end_ = 0;    // end of data
   size_t line_no_ = 0;
+  uint64_t origin_ = 0;  // bytes received before buf_[0]
   // The '\n's of [scan_, end_), while no byte has moved or come in since
   // it was set (Commit and Compact drop it).
   std::optional<Newlines> newlines_;

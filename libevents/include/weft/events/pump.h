@@ -10,6 +10,7 @@
 
 #include "weft/events/event.h"
 #include "weft/events/line_reader.h"
+#include "weft/events/pass_through.h"
 
 namespace weft::events {
 
@@ -45,6 +46,8 @@ struct PumpHandlers {
   // extra() runs when it is readable, and returns false to stop watching.
   int extra_fd = -1;
   std::function<bool()> extra;
+  // Reads through this (see pass_through.h) instead of from the fd alone.
+  PassThrough* pass = nullptr;
 };
 
 enum class PumpEnd { kEof, kReadError, kInterrupted };

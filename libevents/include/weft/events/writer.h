@@ -13,6 +13,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "weft/events/pass_through.h"
+
 namespace weft::events {
 
 // A key name written in our code ("duration_us"), checked when compiled:
@@ -111,8 +113,16 @@ class EventWriter {
   // as text, not re-encoded. The caller has validated it.
   void EndRaw(std::string_view rest);
 
-  // Appends a line another producer wrote, unchanged, plus '\n'.
-  void AppendRaw(std::string_view line);
+  // Appends a line another producer wrote, unchanged, plus '\n'. With a
+  // pass-through set, a line read through it is only noted there, and
+  // Flush() splices it from the input in its place.
+  void AppendRaw(std::string_view line) {
+    if (!pass_ || !pass_->Note(buf_.GetSize(), line, false)) Copy(line);
+  }
+  // Lines read through "pass" (which must outlive this writer) are passed
+  // on by it: then Flush() and Clear() are the ways out of a batch
+  // (batch(), FlushPrefix() and Insert() see only the writer's own bytes).
+  void set_pass_through(PassThrough* pass) { pass_ = pass; }
 
   // The hello event that starts every stream.
   void Hello(std::string_view producer);
@@ -120,9 +130,12 @@ class EventWriter {
   std::string_view batch() const {
     return {buf_.GetString(), buf_.GetSize()};
   }
-  bool empty() const { return buf_.GetSize() == 0; }
+  bool empty() const { return buf_.GetSize() == 0 && !(pass_ && pass_->pending()); }
   size_t size() const { return buf_.GetSize(); }
-  void Clear() { buf_.Clear(); }
+  void Clear() {
+    buf_.Clear();
+    if (pass_) pass_->Drop();
+  }
   // Writes the batch to fd and clears it. false with errno on failure.
   bool Flush(int fd);
   // Writes the batch's first n bytes (whole lines) to fd and keeps the
@@ -133,6 +146,7 @@ class EventWriter {
   void Insert(size_t pos, std::string_view bytes);
 
  private:
+  void Copy(std::string_view line);
   std::string run_;
   // The envelope up to "seq"'s value for the last type and job begun
   // (`"type":"assert","run":"…","job":3,"seq":`): most events of a stream
@@ -145,6 +159,7 @@ class EventWriter {
   uint64_t seq_ = 0;
   rapidjson::StringBuffer buf_;
   JsonWriter w_;
+  PassThrough* pass_ = nullptr;
 };
 
 // Writes "key": bytes as a JSON string. Bytes that are not valid UTF-8 are

@@ -88,6 +88,10 @@ class PassThrough {
   int dup_[2] = {-1, -1};   // the duplicate pipe (kPipe)
   int null_ = -1;           // /dev/null, to throw bytes away
   size_t dup_room_ = 0;     // its capacity
+  // Reads smaller than this are not worth tee's extra calls: the next
+  // read is a plain one.
+  static constexpr size_t kTeeFrom = 32 * 1024;
+  size_t last_read_ = kTeeFrom;  // bytes the last read brought
   uint64_t read_ = 0;       // input bytes read so far
   uint64_t dup_begin_ = 0;  // the duplicate holds input [dup_begin_, dup_end_)
   uint64_t dup_end_ = 0;

@@ -31,10 +31,14 @@ PassThrough::PassThrough(int in, int out) : in_(in), out_(out) {
     off_t at = lseek(in, 0, SEEK_CUR);
     if (at < 0) return;
     file_base_ = at;
+    file_ = si;
     mode_ = Mode::kFile;
     return;
   }
-  if (!S_ISFIFO(si.st_mode)) return;
+  // (A pipe in packet mode, O_DIRECT, would lose the rest of a packet tee
+  // took only part of.)
+  int flags = fcntl(in, F_GETFL);
+  if (!S_ISFIFO(si.st_mode) || flags < 0 || (flags & O_DIRECT)) return;
   null_ = open("/dev/null", O_WRONLY | O_CLOEXEC);
   if (null_ < 0 || pipe2(dup_, O_CLOEXEC) != 0) return;
   fcntl(dup_[1], F_SETPIPE_SZ, 1 << 20);
@@ -79,6 +83,7 @@ ssize_t PassThrough::Read(LineReader& reader) {
     ssize_t t = -1;
     for (int tries = 0; tries < 2; ++tries) {
       t = tee(in_, dup_[1], want, SPLICE_F_NONBLOCK);
+      if (t < 0 && errno == EINTR) return -1;  // a signal: the caller decides
       if (t >= 0 || errno != EAGAIN || tries) break;
       // Nothing to read yet (or the duplicate is full): wait for input,
       // as a blocking read would, then try once more.
@@ -109,7 +114,9 @@ ssize_t PassThrough::Read(LineReader& reader) {
       return static_cast<ssize_t>(got);
     }
     if (errno != EAGAIN) mode_ = Mode::kOff;  // (EINVAL: no tee here)
-    // EAGAIN twice: the duplicate is full; these bytes are read only.
+    // EAGAIN twice: the duplicate is full; these bytes are read only, as
+    // many as there is room for.
+    want = avail;
   }
   ssize_t n = ::read(in_, p, want);
   if (n > 0) {
@@ -145,6 +152,15 @@ bool PassThrough::Note(size_t at, std::string_view line, bool copied) {
   }
   notes_.push_back({at, copied ? length : 0, offset, length, copied ? nullptr : line.data()});
   return true;
+}
+
+bool PassThrough::FileUnchanged() const {
+  struct stat now;
+  return fstat(in_, &now) == 0 && now.st_size == file_.st_size &&
+         now.st_mtim.tv_sec == file_.st_mtim.tv_sec &&
+         now.st_mtim.tv_nsec == file_.st_mtim.tv_nsec &&
+         now.st_ctim.tv_sec == file_.st_ctim.tv_sec &&
+         now.st_ctim.tv_nsec == file_.st_ctim.tv_nsec;
 }
 
 bool PassThrough::Discard(uint64_t offset) {
@@ -187,6 +203,11 @@ size_t PassThrough::Send(uint64_t offset, size_t length) {
 }
 
 bool PassThrough::Write(std::string_view batch) {
+  if (mode_ == Mode::kFile && !notes_.empty() && !FileUnchanged()) {
+    // Written to since it was opened: its pages may no longer hold what
+    // was read and decoded. From memory from now on.
+    mode_ = Mode::kOff;
+  }
   size_t done = 0;  // bytes of "batch" written or stood for
   bool ok = true;
   for (Noted& n : notes_) {

@@ -223,6 +223,7 @@ TEST_CASE("lines held over many reads (a log's first lines) outgrow the duplicat
   o.reads_per_write = 1 << 30;
   PassThrough::Stats s = PipeToPipe(input, o, &out);
   CHECK(out == Expected(input));
+  CHECK(s.passed > 0);                       // the first MiB or so
   CHECK(s.passed < Expected(input).size());  // the rest went from memory
 }
 
@@ -265,6 +266,35 @@ TEST_CASE("a file that shrinks under the filter: the lines from memory, none los
     CHECK(want.starts_with(out.substr(0, cut + 1)));
     CHECK(s.fallback > 0);
     CHECK(s.passed <= 10);
+    unlink(path.c_str());
+  }
+}
+
+TEST_CASE("a file written to after it was opened is no longer spliced from") {
+  // Spliced pages are the file's own: bytes written over what was read
+  // would reach the reader downstream. Once the file has changed, the
+  // lines go from memory: what the filter read, whatever the file holds.
+  std::string input = Input(20000, 12);
+  for (bool copied : {false, true}) {
+    CAPTURE(copied);
+    std::string path = TempFile(input);
+    Options o;
+    o.copied = copied;
+    bool done = false;
+    o.before_write = [&] {
+      if (done) return;
+      done = true;
+      usleep(20000);  // (past the clock's coarse tick)
+      int fd = open(path.c_str(), O_WRONLY);
+      REQUIRE(fd >= 0);
+      REQUIRE(pwrite(fd, "ZZZZZZZZZZ", 10, 100) == 10);  // within what was read
+      close(fd);
+    };
+    std::string out;
+    PassThrough::Stats s = FileToPipe(path, 0, o, &out);
+    CHECK(out == Expected(input));
+    CHECK(s.passed == 0);
+    CHECK(s.fallback > 0);
     unlink(path.c_str());
   }
 }

@@ -13,10 +13,18 @@
 //
 // The bytes that reach the output are exactly those a write() of the same
 // batch would have written; a line that cannot be passed this way (no
-// pipe, the duplicate pipe full, a torn last line, a shrunk input file) is
-// written from memory as before.
+// pipe, the duplicate pipe full, a torn last line, an input file written
+// to since it was opened) is written from memory as before.
+//
+// Spliced pages are the input's own, not copies: a regular input file
+// written to while its lines are still in the pipes downstream (at most a
+// few MiB, for milliseconds) would show the readers there its new bytes.
+// That is why a file changed since the filter opened it is no longer
+// spliced from; the rare writer that strikes in the window between a
+// splice and its reading is not caught.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -40,8 +48,8 @@ class PassThrough {
   bool active() const { return mode_ != Mode::kOff; }
 
   // Reads once from "in" into "reader" (LineReader::ReadFrom's contract:
-  // bytes read, 0 at EOF, -1 with errno). Waits for input when there is
-  // none (unless "in" is non-blocking: then -1, EAGAIN).
+  // bytes read, 0 at EOF, -1 with errno: EINTR when a signal came). Waits
+  // for input when there is none, even if "in" is non-blocking.
   ssize_t Read(LineReader& reader);
 
   // The output batch being built holds, at byte "at", the line "line"
@@ -96,6 +104,10 @@ class PassThrough {
   uint64_t dup_begin_ = 0;  // the duplicate holds input [dup_begin_, dup_end_)
   uint64_t dup_end_ = 0;
   off_t file_base_ = 0;     // kFile: the file offset of input byte 0
+  struct stat file_ = {};   // kFile: the file when it was opened
+  // Whether the input file is as it was (size, modification and change
+  // times): its pages then still hold what was read.
+  bool FileUnchanged() const;
   std::vector<Noted> notes_;
   uint64_t passed_ = 0, fallback_ = 0;
 };

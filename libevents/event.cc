@@ -1,5 +1,7 @@
 #include "weft/events/event.h"
 
+#include <charconv>
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <string.h>
@@ -28,6 +30,24 @@ bool LooksLikeEvent(std::string_view line) {
   while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
     line.remove_suffix(1);
   return !line.empty() && line.back() == '}' && !TypeOf(line).empty();
+}
+
+std::optional<int64_t> JobIdOf(std::string_view line) {
+  constexpr std::string_view kKey = ",\"job\":";
+  size_t at = line.find(kKey);
+  if (at == std::string_view::npos) return std::nullopt;
+  int64_t v = 0;
+  const char* p = line.data() + at + kKey.size();
+  const char* end = line.data() + line.size();
+  auto [q, ec] = std::from_chars(p, end, v);
+  if (ec != std::errc() || q == end || (*q != ',' && *q != '}')) return std::nullopt;
+  return v;
+}
+
+bool PassingTapAssert(std::string_view line) {
+  return line.find(",\"ok\":true,") != std::string_view::npos &&
+         (line.ends_with(",\"source\":\"tap\"}") ||  // top level: no scan
+          line.find(",\"source\":\"tap\"") != std::string_view::npos);
 }
 
 int64_t NowMicros() {

@@ -37,7 +37,8 @@ std::string FormatSeconds(int64_t us) {
   return fmt::format("{}.{:03}", us / 1000000, (us / 1000) % 1000);
 }
 
-Model::Model(bool passing_output) : passing_output_(passing_output) {}
+Model::Model(bool passing_output, bool passing_asserts)
+    : passing_output_(passing_output), passing_asserts_(passing_asserts) {}
 
 bool Model::Wants(std::string_view type) {
   return type == "run.start" || type == "run.end" || type == "run.bail" ||
@@ -66,6 +67,11 @@ void Model::Line(std::string_view line) {
   if (!fatal_.empty() || line.empty()) return;
   std::string_view type = events::TypeOf(line);
   if (!Wants(type)) return;
+  if (!passing_asserts_ && type == "assert" && events::PassingTapAssert(line)) {
+    // Not listed: only its end of the job's run of diagnostics matters.
+    if (auto id = events::JobIdOf(line)) attach_.erase(*id);
+    return;
+  }
   events::Event e(line);
   if (!f_.Load(e)) return;
   ++decoded_;
@@ -164,23 +170,25 @@ void Model::Line(std::string_view line) {
     a.number = f_.Int("number").value_or(0);
     a.ok = f_.Bool("ok").value_or(false);
     a.description = std::string(f_.Str("description").value_or(""));
-    a.directive = std::string(f_.Str("directive").value_or(""));
-    a.reason = std::string(f_.Str("reason").value_or(""));
+    if (auto d = f_.Str("directive"); d && !d->empty()) a.More().directive = std::string(*d);
+    if (auto r = f_.Str("reason"); r && !r->empty()) a.More().reason = std::string(*r);
     a.depth = f_.Int("depth").value_or(0);
     a.elapsed_us = f_.Int("elapsed_us").value_or(-1);
-    bool failed = !a.ok && a.directive != "todo";
+    bool failed = !a.ok && a.directive() != "todo";
     if (failed) {
       if (auto y = f_.Raw("yaml")) {
-        a.yaml = std::string(*y);
-        LocationFromYaml(a.yaml, &a.file, &a.line);
+        Assertion::Detail& more = a.More();
+        more.yaml = std::string(*y);
+        LocationFromYaml(more.yaml, &more.file, &more.line);
       }
       if (auto file = f_.Str("file")) {
-        a.file = std::string(*file);
-        a.line = f_.Int("line").value_or(0);
-        if (!a.line) a.line = std::atoll(std::string(f_.Str("line").value_or("0")).c_str());
+        Assertion::Detail& more = a.More();
+        more.file = std::string(*file);
+        more.line = f_.Int("line").value_or(0);
+        if (!more.line) more.line = std::atoll(std::string(f_.Str("line").value_or("0")).c_str());
       }
     }
-    job.asserts.push_back(std::move(a));
+    if (failed || passing_asserts_) job.asserts.push_back(std::move(a));
     if (failed)
       attach_[id] = static_cast<int64_t>(job.asserts.size()) - 1;
     else
@@ -201,7 +209,7 @@ void Model::Line(std::string_view line) {
       text = "# " + std::string(f_.Str("message").value_or(""));
     }
     if (auto it = attach_.find(id); it != attach_.end()) {
-      auto& diag = job.asserts[static_cast<size_t>(it->second)].diag;
+      auto& diag = job.asserts[static_cast<size_t>(it->second)].More().diag;
       if (diag.size() < kDiagLines) diag.push_back(text);
     }
     if (type == "output" || type == "comment") {

@@ -32,7 +32,7 @@ int ReportMain(int argc, char** argv, const ReportSpec& spec) {
   if (int rc = ParseArgs(app, argc, argv); rc >= 0) return rc;
 
   events::InstallStopCounter();
-  Model model(spec.passing_output);
+  Model model(spec.passing_output, spec.passing_asserts);
   events::LineReader reader;
   events::PumpHandlers h;
   h.line = [&](std::string_view line) { model.Line(line); };

@@ -247,7 +247,7 @@ void JsonReport(const Model& m, ReportOut& out) {
     Key(w, "failures");
     w.StartArray();
     for (const auto& a : job.asserts) {
-      if (a.ok || a.directive == "todo") continue;
+      if (a.ok || a.directive() == "todo") continue;
       w.StartObject();
       Key(w, "number");
       w.Int64(a.number);
@@ -255,14 +255,14 @@ void JsonReport(const Model& m, ReportOut& out) {
       Str(w, a.description);
       Key(w, "depth");
       w.Int64(a.depth);
-      if (!a.file.empty()) {
+      if (!a.file().empty()) {
         Key(w, "file");
-        Str(w, a.file);
+        Str(w, a.file());
         Key(w, "line");
-        w.Int64(a.line);
+        w.Int64(a.line());
       }
       Key(w, "diag");
-      Strings(w, a.diag);
+      Strings(w, a.diag());
       w.EndObject();
     }
     w.EndArray();
@@ -305,13 +305,13 @@ std::string TapReport(const Model& m, int version) {
         ++k;
         body += fmt::format("    {} {}{}", a.ok ? "ok" : "not ok", k,
                             a.description.empty() ? "" : " - " + TapText(a.description));
-        if (!a.directive.empty())
-          body += fmt::format(" # {} {}", a.directive == "todo" ? "TODO" : "SKIP",
-                              TapText(a.reason));
+        if (!a.directive().empty())
+          body += fmt::format(" # {} {}", a.directive() == "todo" ? "TODO" : "SKIP",
+                              TapText(a.reason()));
         body += "\n";
-        if (!a.ok && a.directive != "todo" && !a.diag.empty()) {
+        if (!a.ok && a.directive() != "todo" && !a.diag().empty()) {
           body += "      ---\n      diag:\n";
-          for (const auto& d : a.diag) body += "        - " + YamlQuote(d) + "\n";
+          for (const auto& d : a.diag()) body += "        - " + YamlQuote(d) + "\n";
           body += "      ...\n";
         }
       }
@@ -321,7 +321,7 @@ std::string TapReport(const Model& m, int version) {
       // assertion, so the subtest agrees with the job's test point.
       bool any_failed = false;
       for (const auto& a : job.asserts)
-        if (a.depth == 0 && !a.ok && a.directive != "todo") any_failed = true;
+        if (a.depth == 0 && !a.ok && a.directive() != "todo") any_failed = true;
       if (!pass && !any_failed && k > 0) {
         ++k;
         body += fmt::format("    not ok {} - {}\n", k, TapText(Joined(job.reasons, "; ")));
@@ -390,9 +390,9 @@ void JunitReport(const Model& m, bool per_assertion, ReportOut& report) {
   auto job_failure_text = [](const Job& job) {
     std::string text = Joined(job.reasons, "\n");
     for (const auto& a : job.asserts)
-      if (!a.ok && a.directive != "todo" && a.depth == 0) {
+      if (!a.ok && a.directive() != "todo" && a.depth == 0) {
         text += "\n" + TestPoint(a);
-        for (const auto& d : a.diag) text += "\n    " + d;
+        for (const auto& d : a.diag()) text += "\n    " + d;
       }
     return text;
   };
@@ -465,9 +465,9 @@ void JunitReport(const Model& m, bool per_assertion, ReportOut& report) {
           if (a.depth != 0) continue;
           ++suite.tests;
           if (!write) {
-            if (a.directive == "skip")
+            if (a.directive() == "skip")
               ++suite.skipped;
-            else if (!a.ok && a.directive != "todo")
+            else if (!a.ok && a.directive() != "todo")
               ++suite.failures;
             continue;
           }
@@ -476,13 +476,13 @@ void JunitReport(const Model& m, bool per_assertion, ReportOut& report) {
                                          a.description.empty() ? "" : " - " + a.description)
                            : (a.description.empty() ? "(no description)" : a.description);
           std::string inner;
-          if (a.directive == "skip") {
+          if (a.directive() == "skip") {
             ++suite.skipped;
-            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(a.reason));
-          } else if (!a.ok && a.directive != "todo") {
+            inner = fmt::format("      <skipped message=\"{}\"/>\n", XmlEscape(a.reason()));
+          } else if (!a.ok && a.directive() != "todo") {
             ++suite.failures;
-            std::string text = Joined(a.diag, "\n");
-            if (!a.file.empty()) text = fmt::format("at {} line {}\n{}", a.file, a.line, text);
+            std::string text = Joined(a.diag(), "\n");
+            if (!a.file().empty()) text = fmt::format("at {} line {}\n{}", a.file(), a.line(), text);
             inner = failure("failure", a.description.empty() ? "not ok" : a.description,
                             "weft.assertion", text);
           }
@@ -574,14 +574,14 @@ std::string GithubReport(const Model& m) {
       // rest, with the job's other reasons, on the job.
       std::vector<std::string> unlocated;
       for (const auto& a : job.asserts) {
-        if (a.ok || a.directive == "todo") continue;
+        if (a.ok || a.directive() == "todo") continue;
         std::string message = TestPoint(a);
-        for (const auto& d : a.diag) message += "\n" + d;
-        if (a.file.empty()) {
+        for (const auto& d : a.diag()) message += "\n" + d;
+        if (a.file().empty()) {
           if (a.depth == 0) unlocated.push_back(TestPoint(a));
           continue;
         }
-        out += fmt::format("::error file={},line={},title={}::{}\n", GhProperty(a.file), a.line,
+        out += fmt::format("::error file={},line={},title={}::{}\n", GhProperty(a.file()), a.line(),
                            GhProperty(job.name), GhData(message));
       }
       std::vector<std::string> other = OtherReasons(job);
@@ -696,10 +696,10 @@ std::string HtmlReport(const Model& m) {
                             XmlEscape(v == "unfinished" ? "the log ends before this test did"
                                                         : Joined(job.reasons, "; ")));
     for (const auto& a : job.asserts) {
-      if (a.ok || a.directive == "todo") continue;
+      if (a.ok || a.directive() == "todo") continue;
       std::string text = TestPoint(a);
-      if (!a.file.empty()) text += fmt::format("  (at {} line {})", a.file, a.line);
-      for (const auto& d : a.diag) text += "\n    " + d;
+      if (!a.file().empty()) text += fmt::format("  (at {} line {})", a.file(), a.line());
+      for (const auto& d : a.diag()) text += "\n    " + d;
       failures += "<pre class=\"assertion\">" + XmlEscape(text) + "</pre>\n";
     }
     if (!job.output.empty()) {

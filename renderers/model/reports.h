@@ -70,6 +70,9 @@ struct ReportSpec {
   std::function<void(CLI::App& app)> options;
   std::function<void(const Model&, ReportOut&)> write;
   bool passing_output = false;  // the report shows passing jobs' output
+  // The report lists passing (and todo) assertions too; otherwise only
+  // failed ones are kept, and a passing TAP one is not even decoded.
+  bool passing_asserts = false;
 };
 
 // The whole program: options (a LOG to read, --follow, -o FILE), reading

@@ -18,6 +18,6 @@ int main(int argc, char** argv) {
                      "One testsuite per run with a testcase per test file");
       },
       [&](const weft::render::Model& m, weft::render::ReportOut& out) { weft::render::JunitReport(m, !per_job, out); },
-      true};
+      true, true};
   return weft::render::ReportMain(argc, argv, spec);
 }

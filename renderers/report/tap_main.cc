@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
             ->check(CLI::IsMember({13, 14}))
             ->capture_default_str();
       },
-      [&](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::TapReport(m, version)); }};
+      [&](const weft::render::Model& m, weft::render::ReportOut& out) { out.Append(weft::render::TapReport(m, version)); },
+      false, true};
   return weft::render::ReportMain(argc, argv, spec);
 }

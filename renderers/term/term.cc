@@ -145,20 +145,6 @@ std::string ColourSgr(std::string_view value) {
 
 Renderer::JobView& Renderer::View(int64_t job) { return jobs_[job]; }
 
-// The envelope's job id, read from the text: the first "job": key of a
-// line is the envelope's (a JSON string cannot hold an unescaped quote).
-std::optional<int64_t> Renderer::JobOf(std::string_view line) {
-  constexpr std::string_view kKey = ",\"job\":";
-  size_t at = line.find(kKey);
-  if (at == std::string_view::npos) return std::nullopt;
-  int64_t v = 0;
-  const char* p = line.data() + at + kKey.size();
-  const char* end = line.data() + line.size();
-  auto [q, ec] = std::from_chars(p, end, v);
-  if (ec != std::errc() || q == end || (*q != ',' && *q != '}')) return std::nullopt;
-  return v;
-}
-
 void Renderer::Print(std::string_view text) {
   if (status_shown_) {
     out_ += "\r\x1b[K";
@@ -303,10 +289,8 @@ void Renderer::Line(std::string_view line) {
     // for the auditor's own canonical TAP events ("source":"tap", no
     // nested objects, no optional whitespace) that is known from the text
     // alone. Anything else is decoded.
-    if (!o_.verbose && line.find(",\"ok\":true,") != std::string_view::npos &&
-        (line.ends_with(",\"source\":\"tap\"}") ||  // top level: no scan
-         line.find(",\"source\":\"tap\"") != std::string_view::npos)) {
-      if (auto job = JobOf(line)) {
+    if (!o_.verbose && events::PassingTapAssert(line)) {
+      if (auto job = events::JobIdOf(line)) {
         if (auto it = jobs_.find(*job); it != jobs_.end()) it->second.attach = false;
         return;
       }
@@ -373,7 +357,7 @@ void Renderer::Line(std::string_view line) {
     // out from the text alone, and output kept raw for the tail (decoded
     // only if its job fails).
     if (!o_.verbose && (type == "output" || type == "comment")) {
-      if (auto job = JobOf(line)) {
+      if (auto job = events::JobIdOf(line)) {
         if (auto it = jobs_.find(*job); it != jobs_.end() && !it->second.attach) {
           if (type == "output") Tail(it->second, line);
           return;

@@ -96,7 +96,6 @@ class Renderer {
   };
 
   JobView& View(int64_t job);
-  static std::optional<int64_t> JobOf(std::string_view line);
   void Print(std::string_view text);  // clears and later redraws status
   void PrintFailure(const JobView& v, bool rerun = true);
   std::string FailedList() const;

@@ -38,6 +38,17 @@ std::string_view TypeOf(std::string_view line);
 // ends with '}'. Full validation happens where fields are decoded.
 bool LooksLikeEvent(std::string_view line);
 
+// The envelope's job id, read from the text: the first ,"job": of a line
+// is the envelope's (a JSON string cannot hold an unescaped quote).
+// Empty when there is none or it is not a plain integer.
+std::optional<int64_t> JobIdOf(std::string_view line);
+
+// Whether "line" (an assert) is a passing test point as the auditor writes
+// TAP's: canonical ("source":"tap", no optional whitespace, a YAML block's
+// values all strings), so its top-level "ok":true is known from the text
+// alone and the line need not be decoded. false only means "decode it".
+bool PassingTapAssert(std::string_view line);
+
 // Microseconds since the epoch (CLOCK_REALTIME).
 int64_t NowMicros();
 

@@ -203,7 +203,7 @@ int HistoryRebuild() {
 // weft status: one line per run going on here (on this machine), from
 // the overlords' scoreboards.
 int Status(bool json) {
-  std::vector<std::string> stale;
+  std::vector<weft::scoreboard::Stale> stale;
   auto runs = weft::scoreboard::ReadAll(&stale);
   int64_t now = weft::events::NowMicros();
   std::string out;
@@ -264,7 +264,7 @@ int Status(bool json) {
     }
   }
   for (const auto& s : stale)
-    weft::Warning(kProg, fmt::format("removed /dev/shm/{}: its run's weft-overlord is gone", s));
+    weft::Warning(kProg, fmt::format("removed /dev/shm/{}: {}", s.name, s.why));
   if (!json) {
     // This project's persistent runner, if one serves it.
     weft::runner::Options none;

@@ -34,6 +34,7 @@ PumpEnd Pump(int fd, LineReader& reader, const PumpHandlers& h,
   int extra_fd = h.extra_fd;
   for (;;) {
     if (g_stops >= 3) return PumpEnd::kInterrupted;
+    if (h.stop && *h.stop) return PumpEnd::kStopped;
     int timeout = h.timeout_ms ? h.timeout_ms() : -1;
     if (timeout >= 0 || extra_fd >= 0) {
       if (timeout == 0) {

@@ -25,7 +25,7 @@ bool MakeDir(const std::string& path, std::string* err) {
 
 struct Logger::ZstdState {
   ZSTD_CCtx* ctx = ZSTD_createCCtx();
-  std::string out;
+  std::string held;  // compressed, not yet written (see WriteLog)
   ~ZstdState() { ZSTD_freeCCtx(ctx); }
 };
 
@@ -47,24 +47,35 @@ bool Logger::WriteLog(std::string_view data, int mode) {
   if (!z_) return events::WriteAll(fd_, data);
   ZSTD_inBuffer in = {data.data(), data.size(), 0};
   auto directive = static_cast<ZSTD_EndDirective>(mode);
+  // What zstd makes of whole lines "continue"d is kept here, not written:
+  // its blocks end anywhere in a line, and a log cut off after one would
+  // decode to a torn last line. Only a flush (or the frame's end) makes
+  // the compressed bytes end where the lines do; then they are written.
+  constexpr size_t kHeld = 2 << 20;
+  if (directive == ZSTD_e_continue && z_->held.size() >= kHeld)
+    directive = ZSTD_e_flush;
   for (;;) {
-    z_->out.resize(ZSTD_CStreamOutSize());
-    ZSTD_outBuffer out = {z_->out.data(), z_->out.size(), 0};
+    size_t at = z_->held.size();
+    z_->held.resize(at + ZSTD_CStreamOutSize());
+    ZSTD_outBuffer out = {z_->held.data() + at, ZSTD_CStreamOutSize(), 0};
     size_t left = ZSTD_compressStream2(z_->ctx, &out, &in, directive);
+    z_->held.resize(at + out.pos);
     if (ZSTD_isError(left)) {
       errno = EIO;
       return false;
     }
-    if (out.pos && !events::WriteAll(fd_, {z_->out.data(), out.pos})) return false;
     bool done = directive == ZSTD_e_continue ? in.pos == in.size : left == 0;
     if (done) break;
   }
   if (directive == ZSTD_e_continue) {
     if (unflushed_since_ms_ < 0 && !data.empty()) unflushed_since_ms_ = NowMs();
-  } else {
-    unflushed_since_ms_ = -1;
+    return true;
   }
-  return true;
+  unflushed_since_ms_ = -1;
+  bool ok = events::WriteAll(fd_, z_->held);
+  z_->held.clear();
+  if (z_->held.capacity() > 2 * kHeld) z_->held.shrink_to_fit();
+  return ok;
 }
 
 void Logger::WriteBehind() {
@@ -352,8 +363,11 @@ bool Logger::Flush() {
     return false;
   }
   if (fd_ >= 0) {
-    // At run.end a compressed log ends its frame (a complete file).
-    if (!WriteLog(batch_, sync_after_flush_ ? ZSTD_e_end : ZSTD_e_continue)) {
+    // At run.end a compressed log ends its frame (a complete file); with
+    // --sync each batch is flushed to the file, to be synced.
+    if (!WriteLog(batch_, sync_after_flush_ ? ZSTD_e_end
+                          : o_.sync         ? ZSTD_e_flush
+                                            : ZSTD_e_continue)) {
       error_ = fmt::format("cannot write log {}: {}", path_, strerror(errno));
       failed_ = true;
       return false;

@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   };
   weft::events::PumpHandlers h;
   h.pass = &pass;
+  // Output failed (the logger died: disk full): read no further, so that
+  // upstream sees its pipe close and stops the run.
+  h.stop = &write_failed;
   h.line = [&](std::string_view line) { overlord.Line(line); };
   h.batch_end = [&] {
     overlord.MaybeCounts(weft::events::NowMicros(), false);

@@ -1,6 +1,7 @@
 #include "scoreboard.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -169,7 +171,7 @@ void Board::Ended(int64_t now_us) {
   b->updated_us = now_us;
 }
 
-std::vector<Snapshot> ReadAll(std::vector<std::string>* stale) {
+std::vector<Snapshot> ReadAll(std::vector<Stale>* stale) {
   std::vector<Snapshot> all;
   DIR* dir = opendir("/dev/shm");
   if (!dir) return all;
@@ -177,13 +179,34 @@ std::vector<Snapshot> ReadAll(std::vector<std::string>* stale) {
   while (dirent* e = readdir(dir))
     if (std::strncmp(e->d_name, "weft-", 5) == 0) names.emplace_back(e->d_name);
   closedir(dir);
+  auto remove = [&](const std::string& name, std::string why) {
+    bip::shared_memory_object::remove(name.c_str());
+    if (stale) stale->push_back({name, std::move(why)});
+  };
+  // An overlord makes its board in microseconds: one still unreadable a
+  // minute after it was last changed never will be.
+  auto long_unreadable = [](const std::string& name) {
+    struct stat st;
+    return stat(("/dev/shm/" + name).c_str(), &st) == 0 && time(nullptr) - st.st_mtime > 60;
+  };
+  auto owner_gone = [](int32_t pid, uint64_t pid_start) {
+    // (EPERM: alive, another user's; the pid reused by another process:
+    // gone.)
+    bool alive = kill(pid, 0) == 0 || errno == EPERM;
+    return !alive || StartTime(pid) != pid_start;
+  };
   for (const auto& name : names) {
     Layout copy;
-    bool read = false;
+    bool read = false, board = false;
+    int32_t pid = 0;
+    uint64_t pid_start = 0;
     try {
       bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_only);
       bip::offset_t size = 0;
-      if (!shm.get_size(size) || size < static_cast<bip::offset_t>(sizeof(Layout))) continue;
+      if (!shm.get_size(size) || size < static_cast<bip::offset_t>(sizeof(Layout))) {
+        if (long_unreadable(name)) remove(name, "cut short, not a scoreboard");
+        continue;
+      }
       bip::mapped_region region(shm, bip::read_only);
       const auto* b = static_cast<const Layout*>(region.get_address());
       for (int tries = 0; tries < 1000 && !read; ++tries) {
@@ -193,18 +216,24 @@ std::vector<Snapshot> ReadAll(std::vector<std::string>* stale) {
         std::atomic_thread_fence(std::memory_order_acquire);
         read = b->seq.load(std::memory_order_relaxed) == before;
       }
+      // Its owner, written once at the start and never changed.
+      board = b->magic == kMagic && b->version == kVersion;
+      pid = b->pid;
+      pid_start = b->pid_start;
+      if (b->magic != kMagic) {
+        if (long_unreadable(name)) remove(name, "not a weft scoreboard");
+        continue;
+      }
     } catch (const bip::interprocess_exception&) {
       continue;
     }
-    if (!read || copy.magic != kMagic || copy.version != kVersion) continue;
-    // Its overlord gone (or the pid reused by another process): stale.
-    // (EPERM: alive, another user's.)
-    bool alive = kill(copy.pid, 0) == 0 || errno == EPERM;
-    if (!alive || StartTime(copy.pid) != copy.pid_start) {
-      bip::shared_memory_object::remove(name.c_str());
-      if (stale) stale->push_back(name);
+    if (!board) continue;  // another weft's version: not ours to judge
+    // Its overlord gone (died even in the middle of an update): stale.
+    if (owner_gone(pid, pid_start)) {
+      remove(name, "its run's weft-overlord is gone");
       continue;
     }
+    if (!read) continue;  // being written: shown next time
     Snapshot s;
     s.run = copy.run;
     s.host = copy.host;

@@ -59,9 +59,16 @@ class Board {
   std::unique_ptr<Impl> impl_;
 };
 
+// A segment removed as stale, and why ("its run's weft-overlord is gone").
+struct Stale {
+  std::string name, why;
+};
+
 // The reader side (`weft status`): every live run's board. A segment whose
-// overlord is gone (crashed, SIGKILLed) is removed and not listed; its
-// name goes to *stale.
-std::vector<Snapshot> ReadAll(std::vector<std::string>* stale);
+// overlord is gone (crashed, SIGKILLed, even in the middle of an update),
+// or that has stayed unreadable (cut short, not a board) for longer than
+// any overlord takes to make one, is removed and not listed, and goes to
+// *stale. A board of another version is left alone.
+std::vector<Snapshot> ReadAll(std::vector<Stale>* stale);
 
 }  // namespace weft::scoreboard

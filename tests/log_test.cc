@@ -7,8 +7,12 @@
 #include <dirent.h>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
+
+#include <zstd.h>
 
 #include "support.h"
 
@@ -28,20 +32,53 @@ std::string OnlyLog(const TempDir& d) {
   return found;
 }
 
+// What a compressed log decodes to, as far as it goes (a log cut off
+// mid-frame: every block whole up to there). Not the zstd command: it
+// writes what it decoded in 128 KiB pieces, and drops the last piece at
+// the cut.
+std::string Decompressed(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string out;
+  ZSTD_DStream* z = ZSTD_createDStream();
+  ZSTD_initDStream(z);
+  ZSTD_inBuffer input = {data.data(), data.size(), 0};
+  std::string buf(ZSTD_DStreamOutSize(), '\0');
+  while (input.pos < input.size) {
+    ZSTD_outBuffer output = {buf.data(), buf.size(), 0};
+    size_t rc = ZSTD_decompressStream(z, &output, &input);
+    out.append(buf.data(), output.pos);
+    if (ZSTD_isError(rc) || (output.pos == 0 && rc != 0 && input.pos == input.size)) break;
+  }
+  // What is decoded but still held at the cut.
+  for (;;) {
+    ZSTD_outBuffer output = {buf.data(), buf.size(), 0};
+    size_t rc = ZSTD_decompressStream(z, &output, &input);
+    out.append(buf.data(), output.pos);
+    if (ZSTD_isError(rc) || output.pos == 0) break;
+  }
+  ZSTD_freeDStream(z);
+  return out;
+}
+
 // Every line of the (decompressed) log is a whole JSON object with a type.
 std::string CheckLines(const std::string& log) {
+  RunOptions o;
+  if (log.size() > 4 && log.substr(log.size() - 4) == ".zst") {
+    o.input = Decompressed(log);
+  } else {
+    std::ifstream in(log, std::ios::binary);
+    o.input.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   Result r = Run({"/usr/bin/python3", "-c",
-                  "import json, subprocess, sys\n"
-                  "p = sys.argv[1]\n"
-                  "data = open(p, 'rb').read()\n"
-                  "if p.endswith('.zst'):\n"
-                  "    data = subprocess.run(['/usr/bin/zstd', '-dcq', p], capture_output=True).stdout\n"
+                  "import json, sys\n"
+                  "data = sys.stdin.buffer.read()\n"
                   "lines = data.split(b'\\n')\n"
                   "assert lines[-1] == b'', 'the log does not end with a newline'\n"
                   "for l in lines[:-1]:\n"
                   "    assert json.loads(l)['type'], l\n"
-                  "print(len(lines) - 1)\n",
-                  log});
+                  "print(len(lines) - 1)\n"},
+                 o);
   return r.code == 0 ? r.out : "bad: " + r.err;
 }
 
@@ -79,10 +116,11 @@ TEST_CASE("the chain SIGKILLed at random moments: the log is always whole lines"
       CAPTURE(zstd);
       CAPTURE(delay_ms);
       TempDir d;
-      // Output at a steady pace for three seconds.
+      // Output in bursts for three seconds: some 300 KB of log each
+      // tenth of a second, so compressed blocks fill between the flushes.
       d.Write("t/steady.sh",
-              "echo 1..1; i=0; while [ $i -lt 3000 ]; do echo \"# line $i\"; i=$((i+1));"
-              " [ $((i % 100)) = 0 ] && sleep 0.1; done; echo ok 1\n");
+              "echo 1..1; i=0; while [ $i -lt 30 ]; do seq 1 2000 | sed \"s/^/# $i line /\";"
+              " i=$((i+1)); sleep 0.1; done; echo ok 1\n");
       RunOptions o;
       o.cwd = d.path();
       o.new_group = true;
@@ -233,6 +271,52 @@ TEST_CASE("weft-logger fans the stream out to subscribers, each only the types i
                        "/nope: not a named pipe (make one with mkfifo)\n");
 }
 
+TEST_CASE("weft-logger --fd: an inherited descriptor gets only its types; one whose reader left is dropped") {
+  TempDir d;
+  RunOptions o;
+  o.cwd = d.path();
+  o.input = Stream(100);
+  // Two descriptors, two lists; the log and stdout get every line.
+  Result r = Run({"/bin/sh", "-c",
+                  "exec \"$0\" --fd 3:job.end,run.end --fd 4:run.start 3>ends.out 4>starts.out",
+                  Bin("weft-logger")},
+                 o);
+  CHECK(r.code == 0);
+  CHECK(r.err == "");
+  CHECK(r.out == o.input);
+  auto ends = Lines(d.Read("ends.out"));
+  REQUIRE(ends.size() == 2);
+  CHECK(ends[0].rfind("{\"type\":\"job.end\"", 0) == 0);
+  CHECK(ends[1].rfind("{\"type\":\"run.end\"", 0) == 0);
+  auto starts = Lines(d.Read("starts.out"));
+  REQUIRE(starts.size() == 1);
+  CHECK(starts[0].rfind("{\"type\":\"run.start\"", 0) == 0);
+  CHECK(d.Read(".weft/runs/R1.jsonl") == o.input);
+  // A descriptor that is not open, or one of the standard three.
+  for (const char* bad : {"7", "2", "x"}) {
+    CAPTURE(bad);
+    Result b = Run({Bin("weft-logger"), "-q", "--fd", bad}, o);
+    CHECK(b.code == 2);
+    CHECK(b.err == std::string("weft-logger: error: --fd ") + bad +
+                       ": not an open file descriptor above 2\n");
+  }
+  // The subscriber's reader is gone before the first line: dropped, said
+  // in the log, and the log whole.
+  TempDir e;
+  RunOptions eo;
+  eo.cwd = e.path();
+  eo.input = Stream(100);
+  Result gone = Run({"/bin/sh", "-c",
+                     "(sleep 0.3; exec \"$0\" -q --fd 3 3>&1 >/dev/null) | (exec <&-; sleep 1)",
+                     Bin("weft-logger")},
+                    eo);
+  CHECK(gone.code == 0);
+  CHECK(gone.err == "weft-logger: warning: subscriber 3 dropped: its reader went away\n");
+  std::string log = e.Read(".weft/runs/R1.jsonl");
+  CHECK(Has(log, "\"message\":\"subscriber 3 dropped: its reader went away\"}"));
+  CHECK(Lines(log).size() == 100 + 4 + 1);
+}
+
 TEST_CASE("a subscriber that stops reading is dropped with a warning; the log is whole") {
   TempDir d;
   REQUIRE(Run({"/usr/bin/mkfifo", d.path() + "/slow"}).code == 0);
@@ -288,6 +372,64 @@ TEST_CASE("weft status reads the live scoreboard; a dead overlord's is cleaned a
   CHECK(access(("/dev/shm/weft-" + run).c_str(), F_OK) != 0);
   kill(-weft.pid(), SIGKILL);
   weft.Wait();
+}
+
+TEST_CASE("weft status: a line per active run; each board gone with its run; garbage cleaned") {
+  TempDir a, b;
+  for (TempDir* d : {&a, &b})
+    d->Write("t/wait.sh", "echo 1..1; echo ok 1; while [ ! -e go ]; do sleep 0.05; done\n");
+  RunOptions ao, bo;
+  ao.cwd = a.path();
+  bo.cwd = b.path();
+  ao.new_group = bo.new_group = true;
+  Child first({Bin("weft"), "test", "t"}, ao);
+  Child second({Bin("weft"), "test", "t"}, bo);
+  std::string line_a, line_b;
+  CHECK(WaitFor(20, [&] {
+    line_a.clear(), line_b.clear();
+    for (const auto& line : Lines(Run({Bin("weft"), "status"}).out)) {
+      if (Has(line, "  " + a.path() + "  running: t/wait.sh (")) line_a = line;
+      if (Has(line, "  " + b.path() + "  running: t/wait.sh (")) line_b = line;
+    }
+    return !line_a.empty() && !line_b.empty();
+  }));
+  std::string run_a = line_a.substr(0, line_a.find(' '));
+  std::string run_b = line_b.substr(0, line_b.find(' '));
+  CHECK(run_a != run_b);
+  std::string json = Run({Bin("weft"), "status", "--json"}).out;
+  CHECK(Has(json, "\"cwd\":\"" + a.path() + "\""));
+  CHECK(Has(json, "\"cwd\":\"" + b.path() + "\""));
+  CHECK(access(("/dev/shm/weft-" + run_a).c_str(), F_OK) == 0);
+  // Both runs end: their boards go with them.
+  a.Write("go", "");
+  b.Write("go", "");
+  CHECK(first.Wait().code == 0);
+  CHECK(second.Wait().code == 0);
+  CHECK(access(("/dev/shm/weft-" + run_a).c_str(), F_OK) != 0);
+  CHECK(access(("/dev/shm/weft-" + run_b).c_str(), F_OK) != 0);
+  Result after = Run({Bin("weft"), "status"});
+  CHECK(!Has(after.out, a.path()));
+  CHECK(!Has(after.out, b.path()));
+  // Segments of our name that are no board: cleaned once they are a
+  // minute old (a board being made is unreadable for microseconds).
+  std::string tag = "weft-test-" + std::to_string(getpid());
+  std::string shm_short = "/dev/shm/" + tag + "-short", shm_zeros = "/dev/shm/" + tag + "-zeros",
+              shm_new = "/dev/shm/" + tag + "-new";
+  std::ofstream(shm_short) << "0123456789";
+  std::ofstream(shm_zeros) << std::string(1 << 20, '\0');
+  std::ofstream(shm_new) << "0123456789";
+  for (const auto& old : {shm_short, shm_zeros})
+    REQUIRE(Run({"/usr/bin/touch", "-d", "2 minutes ago", old}).code == 0);
+  Result cleaned = Run({Bin("weft"), "status"});
+  CHECK(Has(cleaned.err, "weft: warning: removed " + shm_short +
+                             ": cut short, not a scoreboard\n"));
+  CHECK(Has(cleaned.err, "weft: warning: removed " + shm_zeros +
+                             ": not a weft scoreboard\n"));
+  CHECK(!Has(cleaned.err, shm_new));
+  CHECK(access(shm_short.c_str(), F_OK) != 0);
+  CHECK(access(shm_zeros.c_str(), F_OK) != 0);
+  CHECK(access(shm_new.c_str(), F_OK) == 0);
+  unlink(shm_new.c_str());
 }
 
 TEST_CASE("following a compressed log that is still empty waits for its first bytes") {

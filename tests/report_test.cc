@@ -72,11 +72,59 @@ TEST_CASE("weft-render-tap: one TAP stream that TAP::Parser and weft read the sa
        s.d.path() + "/out13.tap"});
   // Jobs in name order: crash ctrl fail native pass skip todo.
   CHECK(perl.out == "run 7 failed 1 2 3 4 skipped 6 errors 0\n");
+  // prove reads it as one test file, the jobs its tests.
+  RunOptions in_dir;
+  in_dir.cwd = s.d.path();
+  Result prove = Run({"/usr/bin/prove", "out13.tap"}, in_dir);
+  CHECK(prove.code == 1);
+  CHECK(Has(prove.out, "out13.tap (Wstat: 0 Tests: 7 Failed: 4)\n  Failed tests:  1-4\n"));
+  CHECK(!Has(prove.out, "Parse errors"));
   // weft's own parser (TAP 14, subtests judged) agrees.
   s.d.Write("out14.tap", tap14.out);
   Result weft = Run({Bin("weft-auditor"), "--", "cat", s.d.path() + "/out14.tap"});
   CHECK(Has(weft.out, R"x("reasons":["4 of 7 assertions failed (#1, #2, #3, #4)"])x"));
   CHECK(Has(weft.out, R"("parse_errors":0)"));
+}
+
+TEST_CASE("weft-render-junit: a retried job's failed attempts, as flaky or rerun failures") {
+  TempDir d;
+  d.Write("t/flaky.sh",
+          "echo 1..1\n"
+          "if [ \"$WEFT_ATTEMPT\" = 1 ]; then echo 'not ok 1 - first try'; else echo ok 1; fi\n");
+  d.Write("t/broken.sh", "echo 1..1; echo \"not ok 1 - try $WEFT_ATTEMPT\"\n");
+  RunOptions o;
+  o.cwd = d.path();
+  REQUIRE(Run({Bin("weft"), "test", "-j1", "--retries=1", "--order=name", "--log=run.jsonl"}, o)
+              .code == 1);
+  for (bool per_job : {false, true}) {
+    CAPTURE(per_job);
+    std::vector<std::string> argv = {Bin("weft-render-junit"), "-o", d.path() + "/junit.xml"};
+    if (per_job) argv.push_back("--per-job");
+    argv.push_back(d.path() + "/run.jsonl");
+    REQUIRE(Run(argv).code == 0);
+    Result lint = Run({"/usr/bin/xmllint", "--noout", "--schema",
+                       std::string(WEFT_SOURCE) + "/tests/junit/junit.xsd", d.path() + "/junit.xml"});
+    CHECK(lint.code == 0);
+    std::string j = d.Read("junit.xml");
+    // The flaky job passed in the end: no failure, its first attempt a
+    // flakyFailure; the broken one failed twice: its first a rerunFailure.
+    CHECK(Has(j, "<flakyFailure message=\"attempt 1: 1 of 1 assertion failed (#1)\" "
+                 "type=\"weft.attempt\">"));
+    CHECK(Has(j, "<rerunFailure message=\"attempt 1: 1 of 1 assertion failed (#1)\" "
+                 "type=\"weft.attempt\">"));
+    CHECK(!Has(j, "<flakyFailure message=\"attempt 2"));
+    CHECK(!Has(j, "<rerunFailure message=\"attempt 2"));
+    size_t flaky = j.find("classname=\"t/flaky.sh\"");
+    if (per_job) flaky = j.find("<testcase name=\"t/flaky.sh\"");
+    REQUIRE(flaky != std::string::npos);
+    std::string flaky_case = j.substr(flaky, j.find("</testcase>", flaky) - flaky);
+    CHECK(!Has(flaky_case, "<failure"));
+    CHECK(Has(flaky_case, "<flakyFailure"));
+    if (per_job)
+      CHECK(Has(j, "tests=\"2\" failures=\"1\" errors=\"0\""));
+    else
+      CHECK(Has(j, "<testsuite name=\"t/flaky.sh\" tests=\"2\" failures=\"0\" errors=\"0\""));
+  }
 }
 
 TEST_CASE("weft-render-junit: valid JUnit XML, escaped, with failures where they happened") {
@@ -139,22 +187,36 @@ TEST_CASE("weft-render-github: annotations at the failing lines, and per failed 
   CHECK(!Has(gh.out, "t/pass.sh"));
 }
 
-TEST_CASE("a report renderer follows a growing log and ends with its run") {
+TEST_CASE("every renderer prints the same from stdin, a log, a compressed log and a growing one") {
   Suite s;
   std::string whole = s.d.Read("run.jsonl");
+  REQUIRE(Run({"/usr/bin/zstd", "-q", s.log, "-o", s.d.path() + "/run.jsonl.zst"}).code == 0);
   size_t half = whole.find('\n', whole.size() / 2) + 1;
-  s.d.Write("growing.jsonl", whole.substr(0, half));
-  RunOptions o;
-  Child renderer({Bin("weft-render-json"), "--follow", s.d.path() + "/growing.jsonl"}, o);
-  usleep(300 * 1000);
-  CHECK(Alive(renderer.pid()));  // the run has not ended yet: it waits
-  {
-    std::ofstream out(s.d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
-    out << whole.substr(half);
+  for (const char* name : {"weft-render-term", "weft-render-json", "weft-render-tap",
+                           "weft-render-junit", "weft-render-github", "weft-render-html"}) {
+    CAPTURE(name);
+    Result file = s.Render(name);
+    CHECK(file.out.size() > 100);
+    Result in = Run({"/bin/sh", "-c", "exec \"$0\" < \"$1\"", Bin(name), s.log});
+    CHECK(in.out == file.out);
+    CHECK(in.code == file.code);
+    Result zst = Run({Bin(name), s.d.path() + "/run.jsonl.zst"});
+    CHECK(zst.out == file.out);
+    CHECK(zst.code == file.code);
+    // Half the run is there; the rest comes while it follows.
+    s.d.Write("growing.jsonl", whole.substr(0, half));
+    RunOptions o;
+    Child renderer({Bin(name), "--follow", s.d.path() + "/growing.jsonl"}, o);
+    usleep(300 * 1000);
+    CHECK(Alive(renderer.pid()));  // the run has not ended yet: it waits
+    {
+      std::ofstream out(s.d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
+      out << whole.substr(half);
+    }
+    Result followed = renderer.Wait();
+    CHECK(followed.out == file.out);
+    CHECK(followed.code == file.code);
   }
-  Result r = renderer.Wait();
-  CHECK(r.code == 0);
-  CHECK(r.out == s.Render("weft-render-json").out);
 }
 
 TEST_CASE("report renderers: an unknown schema is refused, a missing log is named") {

@@ -249,6 +249,28 @@ TEST_CASE("weft-logger: a full disk is a clear error and exit 3") {
   CHECK(r.err == "weft-logger: error: cannot write log /dev/full: No space left on device\n");
 }
 
+TEST_CASE("a chain built by hand stops its run when the logger's disk is full") {
+  // Twenty tests, one at a time, each noting that it ran: a run that went
+  // on with nothing logged would run them all.
+  TempDir d;
+  for (int i = 0; i < 20; ++i)
+    d.Write("t/" + std::to_string(100 + i) + ".t",
+            "#!/bin/sh\necho ran >> ran; echo 1..1; sleep 0.3; echo ok 1\n", true);
+  RunOptions o;
+  o.cwd = d.path();
+  Result r = Run({"/bin/sh", "-c",
+                  "\"$0\" -j1 t 2>runner.err | \"$1\" 2>overlord.err | \"$2\" -o /dev/full | cat",
+                  Bin("weft-runner"), Bin("weft-overlord"), Bin("weft-logger")},
+                 o);
+  CHECK(r.out == "");
+  CHECK(r.err == "weft-logger: error: cannot write log /dev/full: No space left on device\n");
+  CHECK(d.Read("overlord.err") == "weft-overlord: error: cannot write to stdout: Broken pipe\n");
+  CHECK(d.Read("runner.err").find("weft-runner: error: cannot write events to stdout: Broken pipe; "
+                                  "stopping the run") != std::string::npos);
+  // The logger fails at the run's first lines: a test or two ran, not all.
+  CHECK(Lines(d.Read("ran")).size() <= 3);
+}
+
 TEST_CASE("weft-logger: an index it cannot write is given up with a warning; the log is whole") {
   TempDir d;
   // Something else where the index would go.

@@ -192,6 +192,42 @@ TEST_CASE("on a terminal: ? lists the keys, f the failures so far, v turns verbo
   CHECK((tio.c_lflag & ECHO) != 0);
 }
 
+TEST_CASE("on a terminal: v turns verbose off again; q is a control line on --control, not a signal") {
+  // The renderer alone, following a log that has not ended, its control
+  // channel a named pipe that this test reads: what q sends is all there is.
+  TempDir d;
+  d.Write("t/a.sh", "echo 1..1; echo 'not ok 1 - broken'\n");
+  d.Write("t/b.sh", "echo 1..1; echo ok 1\n");
+  RunOptions o;
+  o.cwd = d.path();
+  REQUIRE(Run({Bin("weft"), "test", "-j1", "--order=name", "--log=run.jsonl"}, o).code == 1);
+  std::string whole = d.Read("run.jsonl");
+  size_t end = whole.find("{\"type\":\"run.end\"");
+  REQUIRE(end != std::string::npos);
+  d.Write("growing.jsonl", whole.substr(0, end));
+  REQUIRE(Run({"/usr/bin/mkfifo", d.path() + "/ctl"}).code == 0);
+  Child reader({"/bin/sh", "-c", "exec cat ctl > ctl.out"}, o);
+  OnTerminal t({Bin("weft-render-term"), "--control", "ctl", "--follow", "growing.jsonl"},
+               d.path(), 100);
+  REQUIRE(t.WaitFor("FAIL t/a.sh"));
+  t.Press('v');
+  CHECK(t.WaitFor("Verbose: every job, assertion and line of output from now on"));
+  t.Press('v');
+  CHECK(t.WaitFor("Verbose off: failures only (v again for more).\r\n"));
+  t.Press('q');
+  CHECK(t.WaitFor("Stopping the run (q): no more tests start; running ones get SIGTERM."));
+  t.Press('q');
+  CHECK(t.WaitFor("Killing the running tests (q again)."));
+  // The run ends (as the runner would end it): the renderer with it.
+  {
+    std::ofstream out(d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
+    out << whole.substr(end);
+  }
+  CHECK(t.Wait() == 1);
+  reader.Wait();
+  CHECK(d.Read("ctl.out") == "{\"type\":\"stop\"}\n{\"type\":\"stop\"}\n");
+}
+
 TEST_CASE("on a narrow terminal the status line never wraps: running jobs that do not fit are counted") {
   TempDir d;
   d.HelperTest("t/a-first-long-named-test", "plan 1 pidfile " + d.path() + "/a hang");

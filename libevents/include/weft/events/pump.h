@@ -48,9 +48,12 @@ struct PumpHandlers {
   std::function<bool()> extra;
   // Reads through this (see pass_through.h) instead of from the fd alone.
   PassThrough* pass = nullptr;
+  // When a handler sets *stop, Pump returns kStopped without reading on
+  // (a filter whose output failed: upstream then sees its pipe close).
+  const bool* stop = nullptr;
 };
 
-enum class PumpEnd { kEof, kReadError, kInterrupted };
+enum class PumpEnd { kEof, kReadError, kInterrupted, kStopped };
 
 // Reads "fd" until EOF; the last line without '\n' is handed over too.
 // Returns kInterrupted when a third SIGINT/SIGTERM arrived (see

@@ -51,9 +51,10 @@ bool Logger::WriteLog(std::string_view data, int mode) {
   // its blocks end anywhere in a line, and a log cut off after one would
   // decode to a torn last line. Only a flush (or the frame's end) makes
   // the compressed bytes end where the lines do; then they are written.
-  constexpr size_t kHeld = 2 << 20;
+  constexpr size_t kHeld = 1 << 20;
   if (directive == ZSTD_e_continue && z_->held.size() >= kHeld)
     directive = ZSTD_e_flush;
+  if (z_->held.capacity() < kHeld) z_->held.reserve(kHeld + ZSTD_CStreamOutSize());
   for (;;) {
     size_t at = z_->held.size();
     z_->held.resize(at + ZSTD_CStreamOutSize());

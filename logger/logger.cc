@@ -26,6 +26,7 @@ bool MakeDir(const std::string& path, std::string* err) {
 struct Logger::ZstdState {
   ZSTD_CCtx* ctx = ZSTD_createCCtx();
   std::string held;  // compressed, not yet written (see WriteLog)
+  bool open = false;  // lines given since the last frame's end
   ~ZstdState() { ZSTD_freeCCtx(ctx); }
 };
 
@@ -45,6 +46,9 @@ Logger::~Logger() {
 
 bool Logger::WriteLog(std::string_view data, int mode) {
   if (!z_) return events::WriteAll(fd_, data);
+  // Nothing since the frame ended (at run.end): no empty frame after it.
+  if (data.empty() && !z_->open) return true;
+  z_->open = true;
   ZSTD_inBuffer in = {data.data(), data.size(), 0};
   auto directive = static_cast<ZSTD_EndDirective>(mode);
   // What zstd makes of whole lines "continue"d is kept here, not written:
@@ -73,6 +77,7 @@ bool Logger::WriteLog(std::string_view data, int mode) {
     return true;
   }
   unflushed_since_ms_ = -1;
+  if (directive == ZSTD_e_end) z_->open = false;
   bool ok = events::WriteAll(fd_, z_->held);
   z_->held.clear();
   if (z_->held.capacity() > 2 * kHeld) z_->held.shrink_to_fit();

@@ -180,8 +180,9 @@ std::vector<Snapshot> ReadAll(std::vector<Stale>* stale) {
     if (std::strncmp(e->d_name, "weft-", 5) == 0) names.emplace_back(e->d_name);
   closedir(dir);
   auto remove = [&](const std::string& name, std::string why) {
-    bip::shared_memory_object::remove(name.c_str());
-    if (stale) stale->push_back({name, std::move(why)});
+    // (Another user's, in the sticky /dev/shm: not ours to remove.)
+    if (bip::shared_memory_object::remove(name.c_str()) && stale)
+      stale->push_back({name, std::move(why)});
   };
   // An overlord makes its board in microseconds: one still unreadable a
   // minute after it was last changed never will be.
@@ -203,8 +204,16 @@ std::vector<Snapshot> ReadAll(std::vector<Stale>* stale) {
     try {
       bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_only);
       bip::offset_t size = 0;
-      if (!shm.get_size(size) || size < static_cast<bip::offset_t>(sizeof(Layout))) {
-        if (long_unreadable(name)) remove(name, "cut short, not a scoreboard");
+      if (!shm.get_size(size)) continue;
+      if (size < static_cast<bip::offset_t>(sizeof(Layout))) {
+        // Another weft's board (its layout of another size) is left alone.
+        uint32_t head[2] = {0, 0};
+        if (size >= static_cast<bip::offset_t>(sizeof head)) {
+          bip::mapped_region region(shm, bip::read_only, 0, sizeof head);
+          std::memcpy(head, region.get_address(), sizeof head);
+        }
+        if (head[0] != kMagic && long_unreadable(name))
+          remove(name, "cut short, not a scoreboard");
         continue;
       }
       bip::mapped_region region(shm, bip::read_only);

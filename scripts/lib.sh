@@ -9,6 +9,7 @@ WEFT_PACKAGES=(
   libuv1-dev libsimdjson-dev rapidjson-dev libfmt-dev libcli11-dev doctest-dev
   libyaml-cpp-dev libtomlplusplus-dev libsqlite3-dev libzstd-dev libboost-dev
   perl python3 time procps make libxml2-utils zstd chromium libtest2-harness-perl
+  strace
 )
 
 weft_say() { printf '%s\n' "$*" >&2; }

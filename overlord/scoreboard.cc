@@ -198,26 +198,32 @@ std::vector<Snapshot> ReadAll(std::vector<Stale>* stale) {
   };
   for (const auto& name : names) {
     Layout copy;
-    bool read = false, board = false;
+    bool read = false;
     int32_t pid = 0;
     uint64_t pid_start = 0;
     try {
       bip::shared_memory_object shm(bip::open_only, name.c_str(), bip::read_only);
       bip::offset_t size = 0;
       if (!shm.get_size(size)) continue;
-      if (size < static_cast<bip::offset_t>(sizeof(Layout))) {
-        // Another weft's board (its layout of another size) is left alone.
-        uint32_t head[2] = {0, 0};
-        if (size >= static_cast<bip::offset_t>(sizeof head)) {
-          bip::mapped_region region(shm, bip::read_only, 0, sizeof head);
-          std::memcpy(head, region.get_address(), sizeof head);
-        }
-        if (head[0] != kMagic && long_unreadable(name))
-          remove(name, "cut short, not a scoreboard");
+      constexpr bip::offset_t kHead = 2 * sizeof(uint32_t);  // magic, version
+      if (size < kHead) {
+        if (long_unreadable(name)) remove(name, "cut short, not a scoreboard");
         continue;
       }
-      bip::mapped_region region(shm, bip::read_only);
+      // The head alone when the segment is too short to be one of our
+      // boards: another weft's, with a layout of another size, is left alone.
+      bool whole = size >= static_cast<bip::offset_t>(sizeof(Layout));
+      bip::mapped_region region(shm, bip::read_only, 0, whole ? 0 : kHead);
       const auto* b = static_cast<const Layout*>(region.get_address());
+      if (b->magic != kMagic) {
+        if (long_unreadable(name))
+          remove(name, whole ? "not a weft scoreboard" : "cut short, not a scoreboard");
+        continue;
+      }
+      if (b->version != kVersion || !whole) continue;  // another weft's: not ours to judge
+      // Its owner, written once at the start and never changed.
+      pid = b->pid;
+      pid_start = b->pid_start;
       for (int tries = 0; tries < 1000 && !read; ++tries) {
         uint64_t before = b->seq.load(std::memory_order_acquire);
         if (before & 1) continue;
@@ -225,18 +231,9 @@ std::vector<Snapshot> ReadAll(std::vector<Stale>* stale) {
         std::atomic_thread_fence(std::memory_order_acquire);
         read = b->seq.load(std::memory_order_relaxed) == before;
       }
-      // Its owner, written once at the start and never changed.
-      board = b->magic == kMagic && b->version == kVersion;
-      pid = b->pid;
-      pid_start = b->pid_start;
-      if (b->magic != kMagic) {
-        if (long_unreadable(name)) remove(name, "not a weft scoreboard");
-        continue;
-      }
     } catch (const bip::interprocess_exception&) {
       continue;
     }
-    if (!board) continue;  // another weft's version: not ours to judge
     // Its overlord gone (died even in the middle of an update): stale.
     if (owner_gone(pid, pid_start)) {
       remove(name, "its run's weft-overlord is gone");

@@ -209,10 +209,7 @@ TEST_CASE("every renderer prints the same from stdin, a log, a compressed log an
     Child renderer({Bin(name), "--follow", s.d.path() + "/growing.jsonl"}, o);
     usleep(300 * 1000);
     CHECK(Alive(renderer.pid()));  // the run has not ended yet: it waits
-    {
-      std::ofstream out(s.d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
-      out << whole.substr(half);
-    }
+    s.d.Append("growing.jsonl", whole.substr(half));
     Result followed = renderer.Wait();
     CHECK(followed.out == file.out);
     CHECK(followed.code == file.code);

@@ -219,6 +219,10 @@ void TempDir::Write(const std::string& rel, const std::string& content,
   chmod(full.c_str(), exec ? 0755 : 0644);
 }
 
+void TempDir::Append(const std::string& rel, const std::string& content) const {
+  std::ofstream(path_ + "/" + rel, std::ios::app | std::ios::binary) << content;
+}
+
 void TempDir::HelperTest(const std::string& rel, const std::string& args) {
   Write(rel, "#!/bin/sh\nexec '" + Helper() + "' " + args + "\n", true);
 }

@@ -59,6 +59,8 @@ class TempDir {
   // Writes "rel" (creating directories); executable when "exec".
   void Write(const std::string& rel, const std::string& content,
              bool exec = false);
+  // Adds "content" at the end of "rel" (a log that grows).
+  void Append(const std::string& rel, const std::string& content) const;
   // An executable test script that runs the helper with these arguments.
   void HelperTest(const std::string& rel, const std::string& helper_args);
   std::string Read(const std::string& rel) const;

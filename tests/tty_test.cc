@@ -219,10 +219,7 @@ TEST_CASE("on a terminal: v turns verbose off again; q is a control line on --co
   t.Press('q');
   CHECK(t.WaitFor("Killing the running tests (q again)."));
   // The run ends (as the runner would end it): the renderer with it.
-  {
-    std::ofstream out(d.path() + "/growing.jsonl", std::ios::app | std::ios::binary);
-    out << whole.substr(end);
-  }
+  d.Append("growing.jsonl", whole.substr(end));
   CHECK(t.Wait() == 1);
   reader.Wait();
   CHECK(d.Read("ctl.out") == "{\"type\":\"stop\"}\n{\"type\":\"stop\"}\n");
